@@ -1,0 +1,120 @@
+// Shared helpers of the multi-process tests: spawning a fixture child, counting fds.
+import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..')
+export const fixture = join(packageDir, 'test', 'fixtures', 'child.ts')
+
+/** Open fds of this process. */
+export function fdCount(): number {
+  return readdirSync('/proc/self/fd').length
+}
+
+/**
+ * Waits until this process's fd count is back to `baseline` (closes that Node defers, like
+ * a child's pipes, settle on later loop turns) and returns the last count seen.
+ */
+export async function settleFdCount(baseline: number, timeoutMs = 3000): Promise<number> {
+  const deadline = Date.now() + timeoutMs
+  let count = fdCount()
+  while (count > baseline && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    count = fdCount()
+  }
+  return count
+}
+
+let counter = 0
+/** An abstract address no other test run uses. */
+export function uniqueAddress(tag: string): string {
+  return `@ipc-pubsub-fdpass-test-${tag}-${process.pid}-${++counter}-${Math.random().toString(36).slice(2, 8)}`
+}
+
+/** A message a fixture child sends over IPC: always has a `type`. */
+export interface ChildMessage {
+  type: string
+  [key: string]: unknown
+}
+
+/** A running fixture child with helpers to await its IPC messages. */
+export interface Child {
+  readonly process: ChildProcess
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** The next message of this type (buffered if it came earlier). */
+  next(type: string, timeoutMs?: number): Promise<ChildMessage>
+  send(message: unknown): void
+  readonly stderr: () => string
+}
+
+/**
+ * Spawns `node --import tsx test/fixtures/child.ts <mode> ...args` with an IPC channel. The
+ * fixture imports the package's TypeScript sources directly through tsx.
+ */
+export function spawnChild(mode: string, args: string[] = [], options: SpawnOptions = {}): Child {
+  const proc = spawn(process.execPath, ['--import', 'tsx', fixture, mode, ...args], {
+    cwd: packageDir,
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    ...options,
+  })
+  let stderr = ''
+  proc.stderr?.setEncoding('utf8')
+  proc.stderr?.on('data', (chunk: string) => {
+    stderr += chunk
+  })
+  const inbox: ChildMessage[] = []
+  const waiting: { type: string; resolve: (m: ChildMessage) => void }[] = []
+  proc.on('message', (raw) => {
+    const message = raw as ChildMessage
+    const i = waiting.findIndex((w) => w.type === message.type)
+    if (i >= 0) waiting.splice(i, 1)[0]!.resolve(message)
+    else inbox.push(message)
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on('exit', (code, signal) => resolve({ code, signal }))
+  })
+  return {
+    process: proc,
+    exited,
+    stderr: () => stderr,
+    send: (message) => proc.send(message as never),
+    next(type, timeoutMs = 30_000) {
+      const i = inbox.findIndex((m) => m.type === type)
+      if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0]!)
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`child ${mode}: no '${type}' message within ${timeoutMs} ms; stderr: ${stderr}`)),
+          timeoutMs,
+        )
+        const entry = {
+          type,
+          resolve: (m: ChildMessage) => {
+            clearTimeout(timer)
+            resolve(m)
+          },
+        }
+        waiting.push(entry)
+        void exited.then(({ code, signal }) => {
+          const j = waiting.indexOf(entry)
+          if (j < 0) return
+          waiting.splice(j, 1)
+          clearTimeout(timer)
+          reject(new Error(`child ${mode} exited (${code ?? signal}) before '${type}'; stderr: ${stderr}`))
+        })
+      })
+    },
+  }
+}
+
+/** Writes a u32 sequence number at offset 0 of a fresh 4 KiB memfd-backed buffer view. */
+export function u32(n: number): Uint8Array {
+  const bytes = new Uint8Array(4)
+  new DataView(bytes.buffer).setUint32(0, n, true)
+  return bytes
+}
+
+/** Reads the u32 at offset 0. */
+export function readU32(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true)
+}
