@@ -73,6 +73,11 @@ export function spawnChild(mode: string, args: string[] = [], options: SpawnOpti
   })
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     proc.on('exit', (code, signal) => resolve({ code, signal }))
+    // A child that cannot start (EACCES, ENOENT) fails its waiters instead of the test run.
+    proc.on('error', (error) => {
+      stderr += `spawn failed: ${error.message}`
+      resolve({ code: null, signal: null })
+    })
   })
   return {
     process: proc,
