@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { closeSync, existsSync, readdirSync, readFileSync, readSync, unlinkSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,8 +19,8 @@ import {
   type Server,
 } from './index.js'
 import * as native from './native.js'
+import { fdCount, readFdU32 } from '../test/helpers.ts'
 
-const fdCount = () => readdirSync('/proc/self/fd').length
 let n = 0
 const address = () => `@ipc-pubsub-fdpass-unit-${process.pid}-${++n}`
 const O_CLOEXEC = 0o2000000
@@ -28,12 +28,6 @@ const O_CLOEXEC = 0o2000000
 function isCloexec(fd: number): boolean {
   const flags = /flags:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!
   return (Number.parseInt(flags, 8) & O_CLOEXEC) !== 0
-}
-
-function readTag(fd: number): number {
-  const buf = Buffer.alloc(4)
-  readSync(fd, buf, 0, 4, 0)
-  return buf.readUInt32LE(0)
 }
 
 function memfd(tag: number): Segment {
@@ -81,7 +75,7 @@ describe('Channel', () => {
       expect(m.data.every((b) => b === (sizes[i]! & 0xff))).toBe(true)
       expect(m.fds).toHaveLength(1)
       expect(isCloexec(m.fds[0]!)).toBe(true)
-      expect(readTag(m.fds[0]!)).toBe(1234)
+      expect(readFdU32(m.fds[0]!)).toBe(1234)
       closeSync(m.fds[0]!)
     }
   })
@@ -99,7 +93,7 @@ describe('Channel', () => {
     client.send(new Uint8Array(0), [segment.fd])
     const [message] = (await once(accepted, 'message')) as [Message]
     expect(message.data.length).toBe(0)
-    expect(readTag(message.fds[0]!)).toBe(9)
+    expect(readFdU32(message.fds[0]!)).toBe(9)
     closeSync(message.fds[0]!)
     segment.close()
     expect(() => client.send(new Uint8Array(0))).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_INVALID_ARGUMENT' }))
@@ -149,7 +143,7 @@ describe('Channel', () => {
     const drained = once(client, 'drain')
     let received = 0
     accepted.on('message', ({ fds }: Message) => {
-      expect(readTag(fds[0]!)).toBe(77)
+      expect(readFdU32(fds[0]!)).toBe(77)
       closeSync(fds[0]!)
       received++
     })
@@ -362,7 +356,7 @@ describe('a paused reader', () => {
     expect(accepted.state).toBe('open')
     const got: number[] = []
     for await (const { data, fds } of accepted) {
-      expect(readTag(fds[0]!)).toBe(3)
+      expect(readFdU32(fds[0]!)).toBe(3)
       closeSync(fds[0]!)
       got.push(data[0]!)
     }
@@ -418,7 +412,7 @@ describe('frames round-trip exactly (property)', () => {
         for (const f of frames) {
           const [message] = (await once(accepted, 'message')) as [Message]
           expect(Buffer.from(message.data).equals(Buffer.from(f.data))).toBe(true)
-          expect(message.fds.map(readTag)).toEqual(f.fds)
+          expect(message.fds.map(readFdU32)).toEqual(f.fds)
           for (const fd of message.fds) closeSync(fd)
         }
       }),
@@ -439,7 +433,7 @@ describe('frames round-trip exactly (property)', () => {
     const [message] = (await once(accepted, 'message')) as [Message]
     expect(Buffer.from(message.data).equals(Buffer.from(data))).toBe(true)
     expect(message.fds).toHaveLength(MAX_FDS_PER_FRAME)
-    expect(new Set(message.fds.map(readTag))).toEqual(new Set([11]))
+    expect(new Set(message.fds.map(readFdU32))).toEqual(new Set([11]))
     for (const fd of message.fds) closeSync(fd)
   })
 })

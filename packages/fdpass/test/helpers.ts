@@ -1,6 +1,6 @@
 // Shared helpers of the multi-process tests: spawning a fixture child, counting fds.
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { readdirSync, readSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -112,7 +112,7 @@ export function spawnChild(mode: string, args: string[] = [], options: SpawnOpti
   }
 }
 
-/** Writes a u32 sequence number at offset 0 of a fresh 4 KiB memfd-backed buffer view. */
+/** A 4-byte frame holding `n` as a little-endian u32. */
 export function u32(n: number): Uint8Array {
   const bytes = new Uint8Array(4)
   new DataView(bytes.buffer).setUint32(0, n, true)
@@ -122,4 +122,11 @@ export function u32(n: number): Uint8Array {
 /** Reads the u32 at offset 0. */
 export function readU32(bytes: Uint8Array): number {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true)
+}
+
+/** Reads the little-endian u32 at offset 0 of the file behind `fd` (a received memfd). */
+export function readFdU32(fd: number): number {
+  const buf = Buffer.alloc(4)
+  readSync(fd, buf, 0, 4, 0)
+  return buf.readUInt32LE(0)
 }

@@ -23,8 +23,6 @@ export const MAP_POPULATE = 0x8000 // pre-fault the page tables at mmap time
 export const MADV_POPULATE_READ = 22 // kernel >= 5.14: pre-fault readable
 
 // fcntl(2) sealing commands and seal bits
-export const F_SETFD = 2 // set descriptor flags
-export const FD_CLOEXEC = 1 // descriptor flag: close on exec
 export const F_ADD_SEALS = 1033 // F_LINUX_SPECIFIC_BASE + 9
 export const F_GET_SEALS = 1034 // F_LINUX_SPECIFIC_BASE + 10
 export const F_SEAL_SEAL = 0x0001 // no more seals may be added
@@ -120,10 +118,6 @@ export function getSeals(fd: number): number {
     throw new NativeError('fcntl', errno)
   }
   return seals
-}
-
-export function setCloexec(fd: number): void {
-  if ((fcntl(fd, F_SETFD, 'int', FD_CLOEXEC) as number) < 0) fail('fcntl')
 }
 
 export function closeFd(fd: number): void {

@@ -1,15 +1,10 @@
 import { spawn, type StdioOptions } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 /** Open file descriptors of this process. */
 export function countFds(): number {
   return readdirSync('/proc/self/fd').length
-}
-
-/** Lines of /proc/self/maps: one per mapping (adjacent identical ones may merge). */
-export function countMaps(): number {
-  return readFileSync('/proc/self/maps', 'utf8').split('\n').filter(Boolean).length
 }
 
 export interface ChildResult {
