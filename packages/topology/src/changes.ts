@@ -73,13 +73,14 @@ export class ChangeTracker {
       this.#nodes.set(id, node)
       changes.push({ type: 'node-up', node })
     }
-    for (const nodeId of this.#nodes.keys()) {
-      for (const id of history.upEndpoints(nodeId)) {
-        if (this.#endpoints.has(id) || this.#down.has(id)) continue
-        const endpoint = history.endpointInfo(id) as EndpointInfo
-        this.#endpoints.set(id, endpoint)
-        changes.push({ type: 'endpoint-up', endpoint, node: this.#nodes.get(nodeId) as NodeInfo })
-      }
+    for (const id of history.allUpEndpoints()) {
+      if (this.#endpoints.has(id) || this.#down.has(id)) continue
+      const endpoint = history.endpointInfo(id) as EndpointInfo
+      const node = this.#nodes.get(endpoint.node)
+      // Only endpoints of nodes reported up (a node reported down never comes back).
+      if (node === undefined) continue
+      this.#endpoints.set(id, endpoint)
+      changes.push({ type: 'endpoint-up', endpoint, node })
     }
     this.#prune(history)
     return changes

@@ -228,7 +228,10 @@ export class History {
       if (endpoint === undefined) continue
       this.#collectEndpoint(endpointId, drop)
       this.#endpoints.delete(endpointId)
-      this.#nodes.get(endpoint.node)?.endpoints.delete(endpointId)
+      const node = this.#nodes.get(endpoint.node)
+      node?.endpoints.delete(endpointId)
+      // A node record that only this endpoint's events created goes with them.
+      if (node && !node.joined && !node.left && node.endpoints.size === 0) this.#nodes.delete(endpoint.node)
     }
     if (drop.size === 0) return 0
     // Duplicate events (two hubs minted the same transition) are dropped with their entity.
@@ -305,6 +308,15 @@ export class History {
     for (const id of node.endpoints) {
       const endpoint = this.#endpoints.get(id)
       if (endpoint?.added && !endpoint.removed) up.push(endpoint.added)
+    }
+    return up.sort(compareEvents).map((event) => event.endpoint.id)
+  }
+
+  /** Ids of every endpoint that is up, across nodes, in the order of their `endpoint-added`. */
+  allUpEndpoints(): string[] {
+    const up: EndpointAdded[] = []
+    for (const endpoint of this.#endpoints.values()) {
+      if (endpoint.added && !endpoint.removed && this.isNodeUp(endpoint.node)) up.push(endpoint.added)
     }
     return up.sort(compareEvents).map((event) => event.endpoint.id)
   }

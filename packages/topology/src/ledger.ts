@@ -51,6 +51,8 @@ const TOMBSTONE_FACTOR = 16
  * - `epoch` is above every epoch in the history: when a merge brings an epoch >= ours, the
  *   ledger moves to that epoch + 1 before minting again, so new events order after it.
  * - A node or endpoint the ledger forgot (tombstone) is never let back in by a merge.
+ * - For a node whose hello was integrated (until its node-left), the endpoints up in the
+ *   history are exactly those it holds: merges cannot resurrect one it removed.
  */
 export class Ledger {
   readonly history: History
@@ -59,6 +61,8 @@ export class Ledger {
   #epoch: number
   #seq = 0
   readonly #tombstones = new Set<string>()
+  // Endpoint ids each node that said hello holds now (its hello's list, then its adds and removes).
+  readonly #owned = new Map<string, Set<string>>()
   readonly #tombstoneLimit: number
 
   constructor(options: LedgerOptions) {
@@ -101,7 +105,16 @@ export class Ledger {
       this.#epoch = maxEpoch + 1
       this.#seq = 0
     }
-    return fresh.sort(compareEvents)
+    fresh.sort(compareEvents)
+    // A node that said hello is the authority on its own endpoints: an endpoint another
+    // client's (older) history brings back, which the node no longer holds, is removed again.
+    for (const event of fresh.slice()) {
+      if (event.type !== 'endpoint-added') continue
+      const owned = this.#owned.get(event.endpoint.node)
+      if (owned === undefined || owned.has(event.endpoint.id) || !this.history.isEndpointUp(event.endpoint.id)) continue
+      fresh.push(this.mint({ type: 'endpoint-removed', endpoint: event.endpoint.id, node: event.endpoint.node }))
+    }
+    return fresh
   }
 
   /**
@@ -119,6 +132,7 @@ export class Ledger {
     const minted: TopologyEvent[] = []
     if (!this.history.isNodeUp(id)) minted.push(this.mint({ type: 'node-joined', node: hello.node }))
     const held = new Set<string>()
+    this.#owned.set(id, held)
     for (const endpoint of hello.endpoints) {
       held.add(endpoint.id)
       const event = this.addEndpoint(endpoint)
@@ -135,6 +149,7 @@ export class Ledger {
     if (!this.history.isNodeUp(endpoint.node)) return undefined
     if (this.history.isEndpointUp(endpoint.id) || this.history.isEndpointRemoved(endpoint.id)) return undefined
     if (this.#tombstones.has(endpoint.id)) return undefined
+    this.#owned.get(endpoint.node)?.add(endpoint.id)
     return this.mint({ type: 'endpoint-added', endpoint })
   }
 
@@ -142,11 +157,13 @@ export class Ledger {
   removeEndpoint(nodeId: string, endpointId: string): TopologyEvent | undefined {
     if (!this.history.isEndpointUp(endpointId)) return undefined
     if (this.history.endpointInfo(endpointId)?.node !== nodeId) return undefined
+    this.#owned.get(nodeId)?.delete(endpointId)
     return this.mint({ type: 'endpoint-removed', endpoint: endpointId, node: nodeId })
   }
 
   /** Mints `node-left` if the node is up. Its endpoints go down with it (no events needed). */
   nodeLeft(nodeId: string, reason: LeaveReason): TopologyEvent | undefined {
+    this.#owned.delete(nodeId)
     if (!this.history.isNodeUp(nodeId)) return undefined
     return this.mint({ type: 'node-left', node: nodeId, reason })
   }
