@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { basename } from 'node:path'
-import { type Authorize, type Channel, connect, FdpassError, type Message } from '@ipc-pubsub/fdpass'
+import { type Authorize, type Channel, connect, type Message, type PeerCredentials } from '@ipc-pubsub/fdpass'
 import { ChangeTracker, type TopologyChange } from './changes.js'
 import { abstractRendezvous, checkDomain, directoryRendezvous, type Rendezvous } from './election.js'
 import { TopologyError } from './errors.js'
@@ -79,6 +79,13 @@ export interface TopologyClientEvents {
 /** Changes an async iterator may buffer before it fails with ERR_TOPOLOGY_ITERATOR_OVERFLOW. */
 const MAX_ITERATOR_BACKLOG = 65536
 const MAX_BACKOFF_MS = 50
+/** Retry period while the hub address is held by a process we do not trust. */
+const UNTRUSTED_BACKOFF_MS = 1000
+
+/** The default check of the hub's process: our uid, or root. */
+function sameUidOrRoot(peer: PeerCredentials): boolean {
+  return peer.uid === 0 || peer.uid === process.getuid?.()
+}
 
 function newNodeId(): string {
   return randomBytes(8).toString('hex')
@@ -330,7 +337,7 @@ export class TopologyClient
     const previous = this.#closing
     this.#closing = (async () => {
       const channel = this.#channel
-      await Promise.all([this.#hub?.destroy(), channel?.destroy()])
+      await Promise.all([this.#hub?.destroy(this.#info.id), channel?.destroy()])
       this.#wake.abort()
       await this.#run
       await previous
@@ -387,24 +394,33 @@ export class TopologyClient
         }
       }
       let channel: Channel
+      let refusedHub = false
+      const authorize = this.#authorize ?? sameUidOrRoot
       try {
         channel = await connect(this.#rendezvous.address, {
-          ...(this.#authorize ? { authorize: this.#authorize } : {}),
+          authorize: async (peer) => {
+            const ok = (await authorize(peer)) === true
+            refusedHub = !ok
+            return ok
+          },
           signal: this.#wake.signal,
         })
       } catch (error) {
         if (this.#stopping) break
-        if (FdpassError.isInstance(error) && error.code === 'ERR_FDPASS_UNAUTHORIZED') {
-          const untrusted = new TopologyError(
-            'ERR_TOPOLOGY_UNTRUSTED_HUB',
-            `the hub address ${this.#rendezvous.address} is held by a process authorize() refused`,
-            { cause: error },
+        if (refusedHub) {
+          // We refused the process holding the hub address: it stays refused until it goes.
+          this.#emitError(
+            new TopologyError(
+              'ERR_TOPOLOGY_UNTRUSTED_HUB',
+              `the hub address ${this.#rendezvous.address} is held by a process authorize() refused`,
+              { cause: error },
+            ),
           )
-          this.#emitError(untrusted)
-          backoff = 1000
+          backoff = UNTRUSTED_BACKOFF_MS
         }
         // Retryable: the name is free but not yet re-bound (ECONNREFUSED), the file is gone
-        // (ENOENT), the backlog is full (EAGAIN), or the hub went away during the handshake.
+        // (ENOENT), the backlog is full (EAGAIN), or the hub closed before its admission
+        // hello (ERR_FDPASS_UNAUTHORIZED: it died during the handshake, or refused us).
         await this.#sleep(backoff + Math.random() * backoff)
         backoff = Math.min(backoff * 2, Math.max(backoff, MAX_BACKOFF_MS))
         continue

@@ -104,9 +104,20 @@ export class Hub {
     return this.#closing
   }
 
-  /** Immediate: closes everything without flushing. Idempotent. */
-  destroy(): Promise<void> {
-    if (this.#closing === undefined) this.#stopTimers()
+  /**
+   * Immediate: closes everything without waiting for queues to drain. `leaving`'s node-left
+   * (`exited`, as for any node that leaves without a bye) is still handed to the kernel
+   * first where socket buffers have room, so survivors need not wait out a grace period for
+   * a process that is in fact alive. Idempotent.
+   */
+  destroy(leaving?: string): Promise<void> {
+    if (this.#closing === undefined) {
+      this.#stopTimers()
+      if (leaving !== undefined) {
+        const event = this.#ledger.nodeLeft(leaving, 'exited')
+        if (event) this.#broadcast([event])
+      }
+    }
     const previous = this.#closing
     this.#closing = (async () => {
       await this.#claim.server.destroy()
@@ -192,6 +203,13 @@ export class Hub {
       this.#evict(peer, new TopologyError('ERR_TOPOLOGY_PROTOCOL', `hello claims pid ${hello.node.pid}, the socket says ${peer.channel.peer.pid}`))
       return
     }
+    const previous = this.#byNode.get(hello.node.id)
+    if (previous !== undefined && previous.channel.peer.pid !== peer.channel.peer.pid) {
+      // Only the same process may take over a connected node's id (a reconnect racing the
+      // old connection's close); anyone else is impersonating it.
+      this.#evict(peer, new TopologyError('ERR_TOPOLOGY_PROTOCOL', `node id ${hello.node.id} is connected from another process`))
+      return
+    }
     const result = this.#ledger.integrate(hello)
     if (!result.accepted) {
       try {
@@ -206,7 +224,6 @@ export class Hub {
       return
     }
     const id = hello.node.id
-    const previous = this.#byNode.get(id)
     if (previous !== undefined && previous !== peer) {
       // The node reconnected before we saw its old connection close: retire the old one quietly.
       previous.node = undefined

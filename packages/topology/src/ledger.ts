@@ -52,7 +52,8 @@ const TOMBSTONE_FACTOR = 16
  *   ledger moves to that epoch + 1 before minting again, so new events order after it.
  * - A node or endpoint the ledger forgot (tombstone) is never let back in by a merge.
  * - For a node whose hello was integrated (until its node-left), the endpoints up in the
- *   history are exactly those it holds: merges cannot resurrect one it removed.
+ *   history are exactly those it holds, and it is up: merges can neither resurrect an
+ *   endpoint it removed nor bring a node-left or endpoint-removed that contradicts it.
  */
 export class Ledger {
   readonly history: History
@@ -93,7 +94,7 @@ export class Ledger {
     const fresh: TopologyEvent[] = []
     let maxEpoch = 0
     for (const event of events) {
-      if (this.#isTombstoned(event)) continue
+      if (this.#isTombstoned(event) || this.#contradictsOwner(event)) continue
       if (this.history.add(event)) {
         fresh.push(event)
         if (event.epoch > maxEpoch) maxEpoch = event.epoch
@@ -195,6 +196,14 @@ export class Ledger {
       if (this.#tombstones.size <= this.#tombstoneLimit) break
       this.#tombstones.delete(id)
     }
+  }
+
+  // A node that said hello (and has not left) speaks for itself: another history's claim that
+  // it left, or that one of the endpoints it holds was removed, is stale and dropped.
+  #contradictsOwner(event: TopologyEvent): boolean {
+    if (event.type === 'node-left') return this.#owned.has(event.node)
+    if (event.type === 'endpoint-removed') return this.#owned.get(event.node)?.has(event.endpoint) === true
+    return false
   }
 
   #isTombstoned(event: TopologyEvent): boolean {

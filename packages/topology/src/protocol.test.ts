@@ -7,6 +7,7 @@ import { TopologyError } from './errors.js'
 import type { EndpointInfo, Json, NodeInfo, TopologyEvent } from './history.js'
 import { LEAVE_REASONS } from './history.js'
 import {
+  MAX_EPOCH,
   isEndpointId,
   isId,
   jsonObject,
@@ -52,7 +53,7 @@ const endpointInfoArb = (owner: fc.Arbitrary<string> = idArb): fc.Arbitrary<Endp
     .map(({ node, suffix, topic, role, options }) => ({ id: `${node}/${suffix}`, node, topic, role, options }))
 
 const stampArb = fc.record({
-  epoch: fc.maxSafeNat(),
+  epoch: fc.integer({ min: 0, max: MAX_EPOCH }),
   seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
   uid: textArb(60).filter((uid) => uid.length > 0),
 })
@@ -94,7 +95,7 @@ const hubMessageArb = fc.oneof(
     type: fc.constant('welcome'),
     protocol: fc.constant(PROTOCOL_VERSION),
     hub: idArb,
-    epoch: fc.maxSafeNat(),
+    epoch: fc.integer({ min: 0, max: MAX_EPOCH + 1 }),
     history: historyArb,
   }),
   fc.record({ type: fc.constant('events'), events: historyArb }),
@@ -322,6 +323,7 @@ describe('protocol: malformed input is ERR_TOPOLOGY_PROTOCOL', () => {
     ['event not an object', mutate(HELLO, ['history', 0], 'event')],
     ['event of unknown type', mutate(HELLO, ['history', 0, 'type'], 'node-renamed')],
     ['event epoch negative', mutate(HELLO, ['history', 0, 'epoch'], -1)],
+    ['event epoch above MAX_EPOCH (epoch + 1 must stay exact)', mutate(HELLO, ['history', 0, 'epoch'], MAX_EPOCH + 1)],
     ['event epoch a string', mutate(HELLO, ['history', 0, 'epoch'], '10')],
     ['event seq 0', mutate(HELLO, ['history', 0, 'seq'], 0)],
     ['event uid empty', mutate(HELLO, ['history', 0, 'uid'], '')],
@@ -350,6 +352,7 @@ describe('protocol: malformed input is ERR_TOPOLOGY_PROTOCOL', () => {
     ['welcome hub id bad', mutate(WELCOME, ['hub'], 'hub 1')],
     ['welcome hub id too long', mutate(WELCOME, ['hub'], long(65))],
     ['welcome epoch negative', mutate(WELCOME, ['epoch'], -1)],
+    ['welcome epoch at the safe-integer limit', mutate(WELCOME, ['epoch'], Number.MAX_SAFE_INTEGER)],
     ['welcome history not an array', mutate(WELCOME, ['history'], 'none')],
     ['welcome with a bad event', mutate(WELCOME, ['history', 1, 'endpoint', 'topic'], '')],
     ['events not an array', mutate(EVENTS_MESSAGE, ['events'], null)],

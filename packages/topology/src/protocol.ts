@@ -83,10 +83,18 @@ function endpointId(value: unknown, what: string, node?: string): string {
   return value
 }
 
-function integer(value: unknown, what: string, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) fail(`${what} must be an integer >= ${min}`)
+function integer(value: unknown, what: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    fail(`${what} must be an integer in ${min}..${max}`)
+  }
   return value
 }
+
+/**
+ * Largest epoch (2^52: 142 years of CLOCK_MONOTONIC microseconds). A hub that merges an
+ * epoch moves to epoch + 1, which must still be an exact JSON integer.
+ */
+export const MAX_EPOCH = 2 ** 52
 
 /** A JSON object whose serialization fits MAX_METADATA_BYTES. */
 export function jsonObject(value: unknown, what: string): { [key: string]: Json } {
@@ -141,7 +149,7 @@ function leaveReason(value: unknown, what: string): LeaveReason {
 
 export function parseEvent(value: unknown, what = 'event'): TopologyEvent {
   const event = record(value, what)
-  const epoch = integer(event.epoch, `${what}.epoch`, 0)
+  const epoch = integer(event.epoch, `${what}.epoch`, 0, MAX_EPOCH)
   const seq = integer(event.seq, `${what}.seq`, 1)
   const uid = string(event.uid, `${what}.uid`, 256)
   if (uid.length === 0) fail(`${what}.uid must not be empty`)
@@ -218,7 +226,7 @@ export function parseHubMessage(value: unknown): HubMessage {
         type: 'welcome',
         protocol: version(message.protocol),
         hub: id(message.hub, 'hub'),
-        epoch: integer(message.epoch, 'epoch', 0),
+        epoch: integer(message.epoch, 'epoch', 0, MAX_EPOCH + 1),
         history: events(message.history, 'history'),
       }
     case 'events': {
