@@ -142,6 +142,8 @@ export class TopologyClient
   #endpointSeq = 0
   #hub: Hub | undefined
   #hubInfo: HubInfo | null = null
+  // The last hub synced with (kept between hubs): 'hub' fires only when it changes.
+  #lastHub: HubInfo | null = null
   #channel: Channel | undefined
   #helloSent = false
   #stopping = false
@@ -498,9 +500,10 @@ export class TopologyClient
         // The hub is the source of truth: its history replaces ours, and the tracker reports
         // the difference to what we reported before.
         this.#history = new History(message.history)
-        const previous = this.#hubInfo
+        const previous = this.#lastHub
         const self = this.#hub !== undefined && message.hub === this.#info.id
         this.#hubInfo = Object.freeze({ id: message.hub, epoch: message.epoch, self })
+        this.#lastHub = this.#hubInfo
         if (!self && this.#hub !== undefined) {
           // Someone else's hub answered while we hold one: ours lost the race; retire it.
           void this.#hub.destroy()

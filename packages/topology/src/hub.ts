@@ -13,6 +13,8 @@ import { encode, send, sendEncoded, decode } from './wire.js'
 const HELLO_TIMEOUT_MS = 5000
 /** How long a graceful close waits for peers' queues to drain before dropping them. */
 const CLOSE_FLUSH_MS = 1000
+/** While a node that looked alive is verified, its pid is looked at again this often. */
+const RECHECK_INTERVAL_MS = 10
 /** How long an endpoint probe may take before it counts as "cannot tell". */
 const PROBE_TIMEOUT_MS = 250
 
@@ -55,7 +57,8 @@ export class Hub {
   readonly #options: HubOptions
   readonly #peers = new Set<Peer>()
   readonly #byNode = new Map<string, Peer>()
-  readonly #verifying = new Map<string, NodeJS.Timeout>()
+  // Nodes being verified after a failover: the grace timer, and the pid re-check.
+  readonly #verifying = new Map<string, { grace: NodeJS.Timeout; recheck: NodeJS.Timeout | undefined }>()
   #closing: Promise<void> | undefined
 
   constructor(claim: Claim, options: HubOptions) {
@@ -129,8 +132,7 @@ export class Hub {
   }
 
   #stopTimers(): void {
-    for (const timer of this.#verifying.values()) clearTimeout(timer)
-    this.#verifying.clear()
+    for (const id of [...this.#verifying.keys()]) this.#stopVerifying(id)
     for (const peer of this.#peers) clearTimeout(peer.helloTimer)
   }
 
@@ -231,11 +233,7 @@ export class Hub {
     }
     peer.node = id
     this.#byNode.set(id, peer)
-    const timer = this.#verifying.get(id)
-    if (timer !== undefined) {
-      clearTimeout(timer)
-      this.#verifying.delete(id)
-    }
+    this.#stopVerifying(id)
     try {
       send(peer.channel, {
         type: 'welcome',
@@ -268,10 +266,10 @@ export class Hub {
         if (event) left.push(event)
         continue
       }
-      this.#verifying.set(
-        id,
-        setTimeout(() => this.#graceExpired(id), this.#options.grace).unref(),
-      )
+      const grace = setTimeout(() => this.#graceExpired(id), this.#options.grace).unref()
+      const recheck =
+        state === 'alive' ? setInterval(() => this.#recheck(id), RECHECK_INTERVAL_MS).unref() : undefined
+      this.#verifying.set(id, { grace, recheck })
       if (state === 'unknown' && info.endpoint !== null) void this.#probe(id, info.endpoint)
     }
     if (left.length > 0) {
@@ -280,8 +278,26 @@ export class Hub {
     }
   }
 
-  #graceExpired(id: string): void {
+  #stopVerifying(id: string): void {
+    const timers = this.#verifying.get(id)
+    if (timers === undefined) return
+    clearTimeout(timers.grace)
+    clearInterval(timers.recheck)
     this.#verifying.delete(id)
+  }
+
+  // A killed process's sockets close a moment before /proc shows it as a zombie (it can
+  // still read 'R' then), so a pid that looked alive is looked at again until the grace ends.
+  #recheck(id: string): void {
+    if (this.#closing || this.#byNode.has(id)) return this.#stopVerifying(id)
+    const info = this.#ledger.history.nodeInfo(id)
+    if (info === undefined || processState(info) !== 'dead') return
+    this.#stopVerifying(id)
+    this.#leave(id, 'died')
+  }
+
+  #graceExpired(id: string): void {
+    this.#stopVerifying(id)
     if (this.#closing || this.#byNode.has(id)) return
     const info = this.#ledger.history.nodeInfo(id)
     const reason: LeaveReason = info !== undefined && processState(info) === 'dead' ? 'died' : 'lost'
@@ -299,8 +315,7 @@ export class Hub {
         (error.code === 'ERR_FDPASS_ECONNREFUSED' || error.code === 'ERR_FDPASS_ENOENT')
     }
     if (!refused || this.#closing || this.#byNode.has(id) || !this.#verifying.has(id)) return
-    clearTimeout(this.#verifying.get(id))
-    this.#verifying.delete(id)
+    this.#stopVerifying(id)
     this.#leave(id, 'unreachable')
   }
 
