@@ -401,6 +401,8 @@ export class TopologyClient
       try {
         channel = await connect(this.#rendezvous.address, {
           authorize: async (peer) => {
+            // A throwing authorize refuses too.
+            refusedHub = true
             const ok = (await authorize(peer)) === true
             refusedHub = !ok
             return ok
