@@ -289,7 +289,10 @@ export class Hub {
   // A killed process's sockets close a moment before /proc shows it as a zombie (it can
   // still read 'R' then), so a pid that looked alive is looked at again until the grace ends.
   #recheck(id: string): void {
-    if (this.#closing || this.#byNode.has(id)) return this.#stopVerifying(id)
+    if (this.#closing || this.#byNode.has(id)) {
+      this.#stopVerifying(id)
+      return
+    }
     const info = this.#ledger.history.nodeInfo(id)
     if (info === undefined || processState(info) !== 'dead') return
     this.#stopVerifying(id)
