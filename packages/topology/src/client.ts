@@ -412,14 +412,18 @@ export class TopologyClient
       } catch (error) {
         if (this.#stopping) break
         if (refusedHub) {
-          // We refused the process holding the hub address: it stays refused until it goes.
-          this.#emitError(
-            new TopologyError(
-              'ERR_TOPOLOGY_UNTRUSTED_HUB',
-              `the hub address ${this.#rendezvous.address} is held by a process authorize() refused`,
-              { cause: error },
-            ),
+          const untrusted = new TopologyError(
+            'ERR_TOPOLOGY_UNTRUSTED_HUB',
+            `the hub address ${this.#rendezvous.address} is held by a process authorize() refused`,
+            { cause: error },
           )
+          // join() fails with it at once; a joined client reports it and retries each second
+          // (the squatter may go away, and then the election resumes).
+          if (this.#firstSync) {
+            this.#fail(untrusted)
+            return
+          }
+          this.#emitError(untrusted)
           backoff = UNTRUSTED_BACKOFF_MS
         }
         // Retryable: the name is free but not yet re-bound (ECONNREFUSED), the file is gone

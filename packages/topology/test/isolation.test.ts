@@ -1,12 +1,24 @@
 // Topologies that must stay apart: two domains of one uid; one domain name under two uids
 // (the abstract hub name includes the uid); one domain name in directory mode and in abstract
 // mode. Each group must see exactly its own nodes, elect its own hub, and never report a
-// node of another group.
+// node of another group. Also: another uid squatting our hub name is refused with a clear error.
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join as joinPath } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { agreed, type NodeConfig, type NodeProcess, type Snapshot, spawnNode, stopAll, uniqueDomain, unixSocketsMatching } from './helpers.ts'
+import { join } from '../src/index.ts'
+import {
+  agreed,
+  type NodeConfig,
+  type NodeProcess,
+  packageDir,
+  type Snapshot,
+  spawnNode,
+  stopAll,
+  uniqueDomain,
+  unixSocketsMatching,
+} from './helpers.ts'
 
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
@@ -90,6 +102,40 @@ describe('isolation', () => {
       expect(names).toContain(`@ipc-pubsub/1/${NOBODY}/${domain}`)
     })
     expect(unixSocketsMatching(domain)).toEqual([])
+  })
+
+  // Abstract names have no permissions: another uid can bind ours. It must be refused, with a
+  // clear error, and never be talked to.
+  it.skipIf(!isRoot)('a hub address squatted by another uid fails join() with ERR_TOPOLOGY_UNTRUSTED_HUB', async () => {
+    const domain = uniqueDomain('iso-squat')
+    const address = `@ipc-pubsub/1/${process.getuid?.()}/${domain}`
+    const script = `import { listen } from '@ipc-pubsub/fdpass'
+      const server = listen(${JSON.stringify(address)}, { authorize: () => true })
+      server.on('connection', () => process.send('connection'))
+      process.send('listening')`
+    const squatter = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: packageDir,
+      uid: NOBODY,
+      gid: NOBODY,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    const messages: unknown[] = []
+    squatter.on('message', (message) => messages.push(message))
+    try {
+      await new Promise<void>((resolve, reject) => {
+        squatter.once('message', () => resolve())
+        squatter.once('exit', (code) => reject(new Error(`squatter exited with ${code}`)))
+      })
+      const error = await join({ domain, signal: AbortSignal.timeout(10_000) }).then(
+        () => undefined,
+        (reason: unknown) => reason,
+      )
+      expect(error).toMatchObject({ code: 'ERR_TOPOLOGY_UNTRUSTED_HUB' })
+      // The squatter's server admits anyone; it never got a channel because we refused it first.
+      expect(messages).toEqual(['listening'])
+    } finally {
+      squatter.kill('SIGKILL')
+    }
   })
 
   it('a directory-mode domain and an abstract-mode domain of the same name stay apart', async () => {
