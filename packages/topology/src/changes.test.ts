@@ -3,7 +3,7 @@
 // client goes through (welcome replacing, events merging, forget lists, hub failover).
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ChangeTracker, type TopologyChange } from './changes.js'
+import { ChangeTracker } from './changes.js'
 import {
   type EndpointInfo,
   type Forget,
@@ -14,6 +14,7 @@ import {
   type TopologyEvent,
 } from './history.js'
 import { Ledger } from './ledger.js'
+import { idOf, Observer } from '../test/observer.ts'
 
 // ---- helpers (self-contained) ----
 
@@ -23,10 +24,6 @@ function node(id: string): NodeInfo {
 
 function endpoint(nodeId: string, suffix: string): EndpointInfo {
   return { id: `${nodeId}/${suffix}`, node: nodeId, topic: `topic-${suffix}`, role: 'subscriber', options: {} }
-}
-
-function upEndpoints(history: History): string[] {
-  return history.upNodes().flatMap((id) => history.upEndpoints(id))
 }
 
 type Op =
@@ -76,7 +73,7 @@ function hubTimeline(ops: readonly Op[], tail: number): Step[] {
         break
       }
       case 'remove': {
-        const live = upEndpoints(ledger.history)
+        const live = ledger.history.allUpEndpoints()
         if (live.length === 0) break
         const id = live[op.pick % live.length]!
         const event = ledger.removeEndpoint(ledger.history.endpointInfo(id)!.node, id)
@@ -96,65 +93,6 @@ function hubTimeline(ops: readonly Op[], tail: number): Step[] {
     steps.push({ minted, forget, snapshot: ledger.history.events() })
   }
   return steps
-}
-
-const idOf = (change: TopologyChange): string =>
-  change.type === 'node-up' || change.type === 'node-down' ? change.node.id : change.endpoint.id
-
-/**
- * A tracker plus everything it reported, checking after every update: per id a prefix of
- * [up, down]; the order of §7; endpoint-up only for a node reported up; reasons as the history
- * says; the reported-up sets equal the history's up sets.
- */
-class Observer {
-  readonly tracker = new ChangeTracker()
-  readonly reported = new Map<string, ('up' | 'down')[]>()
-  readonly all: TopologyChange[] = []
-
-  update(history: History): TopologyChange[] {
-    const changes = this.tracker.update(history)
-    const rank = { 'endpoint-down': 0, 'node-down': 1, 'node-up': 2, 'endpoint-up': 3 }
-    for (let i = 1; i < changes.length; i++) expect(rank[changes[i - 1]!.type]).toBeLessThanOrEqual(rank[changes[i]!.type])
-    for (const change of changes) {
-      const id = idOf(change)
-      const list = this.reported.get(id) ?? []
-      list.push(change.type.endsWith('-up') ? 'up' : 'down')
-      this.reported.set(id, list)
-      expect(['up', 'up,down']).toContain(list.join(','))
-      switch (change.type) {
-        case 'node-up':
-          expect(history.isNodeUp(id)).toBe(true)
-          expect(change.node).toEqual(history.nodeInfo(id))
-          break
-        case 'node-down':
-          expect(history.isNodeUp(id)).toBe(false)
-          expect(change.reason).toBe(history.leaveReason(id) ?? 'forgotten')
-          break
-        case 'endpoint-up':
-          expect(this.reported.get(change.node.id)).toEqual(['up'])
-          expect(change.endpoint.node).toBe(change.node.id)
-          expect(history.isEndpointUp(id)).toBe(true)
-          expect(change.endpoint).toEqual(history.endpointInfo(id))
-          break
-        case 'endpoint-down':
-          expect(history.isEndpointUp(id)).toBe(false)
-          expect(change.reason).toBe(
-            history.isEndpointRemoved(id) ? 'removed' : !history.isNodeUp(change.endpoint.node) ? 'node-down' : 'forgotten',
-          )
-          expect(change.node.id).toBe(change.endpoint.node)
-          break
-      }
-    }
-    this.all.push(...changes)
-    // Node-ups come in join order, endpoint-ups grouped by node in add order.
-    const ups = changes.filter((change) => change.type === 'node-up').map(idOf)
-    const order = history.upNodes()
-    expect(ups).toEqual(order.filter((id) => ups.includes(id)))
-    // After every update, what is reported up is what the history says is up.
-    expect(this.tracker.nodes().map((info) => info.id).sort()).toEqual(history.upNodes().sort())
-    expect(this.tracker.endpoints().map((info) => info.id).sort()).toEqual(upEndpoints(history).sort())
-    return changes
-  }
 }
 
 type ClientStep =
@@ -252,12 +190,12 @@ describe('ChangeTracker', () => {
         const truth = new History()
         for (const step of steps.slice(1)) {
           const beforeNodes = new Set(truth.upNodes())
-          const beforeEndpoints = new Set(upEndpoints(truth))
+          const beforeEndpoints = new Set(truth.allUpEndpoints())
           truth.merge(step.minted)
           for (const id of beforeEndpoints) if (!truth.isEndpointUp(id)) note(id, 'down')
           for (const id of beforeNodes) if (!truth.isNodeUp(id)) note(id, 'down')
           for (const id of truth.upNodes()) if (!beforeNodes.has(id)) note(id, 'up')
-          for (const id of upEndpoints(truth)) if (!beforeEndpoints.has(id)) note(id, 'up')
+          for (const id of truth.allUpEndpoints()) if (!beforeEndpoints.has(id)) note(id, 'up')
           history.merge(step.minted)
           if (step.forget) history.forget(step.forget)
           observer.update(history)
@@ -359,7 +297,7 @@ describe('ChangeTracker', () => {
         const history = new History(final)
         expect(changes.every((change) => change.type === 'node-up' || change.type === 'endpoint-up')).toBe(true)
         expect(changes.filter((change) => change.type === 'node-up').map(idOf)).toEqual(history.upNodes())
-        expect(changes.filter((change) => change.type === 'endpoint-up').map(idOf).sort()).toEqual(upEndpoints(history).sort())
+        expect(changes.filter((change) => change.type === 'endpoint-up').map(idOf).sort()).toEqual(history.allUpEndpoints().sort())
       }),
       { numRuns: 100 },
     )

@@ -239,7 +239,7 @@ export class TopologyClient
 
   /** True while the domain's hub runs in this process. */
   get isHub(): boolean {
-    return this.#hub !== undefined && this.#hubInfo?.self === true
+    return this.#hubInfo?.self === true
   }
 
   /** The hub this client is synced with, or null between hubs. */
@@ -495,8 +495,7 @@ export class TopologyClient
     await channel.closed
     this.#channel = undefined
     this.#helloSent = false
-    if (this.#hubInfo !== null) this.#hubInfo = null
-    // Our own hub is gone only if it was closed; a lost connection to it is just retried.
+    this.#hubInfo = null
     return clean
   }
 
@@ -507,14 +506,11 @@ export class TopologyClient
         // the difference to what we reported before.
         this.#history = new History(message.history)
         const previous = this.#lastHub
-        const self = this.#hub !== undefined && message.hub === this.#info.id
+        // While we hold the claim only our own hub can answer on the address. (Its id is the
+        // one we had when we won: after a 'rejoin' it differs from ours.)
+        const self = this.#hub !== undefined
         this.#hubInfo = Object.freeze({ id: message.hub, epoch: message.epoch, self })
         this.#lastHub = this.#hubInfo
-        if (!self && this.#hub !== undefined) {
-          // Someone else's hub answered while we hold one: ours lost the race; retire it.
-          void this.#hub.destroy()
-          this.#hub = undefined
-        }
         this.#report()
         if (previous?.id !== message.hub || previous.epoch !== message.epoch) {
           const info = this.#hubInfo

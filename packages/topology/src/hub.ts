@@ -74,11 +74,6 @@ export class Hub {
     return this.#ledger.epoch
   }
 
-  /** @internal For tests: events held. */
-  get historySize(): number {
-    return this.#ledger.history.size
-  }
-
   /**
    * Graceful: mints `leaving`'s node-left (the hub's own node, closing), lets every peer's
    * queue drain, then closes the socket and gives up the claim. Idempotent.

@@ -2,7 +2,6 @@
 // or reordered events, the design notes' scenarios (docs/PROTOCOL.md §8), bounded history.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ChangeTracker, type TopologyChange } from './changes.js'
 import {
   compareEvents,
   type EndpointInfo,
@@ -15,6 +14,7 @@ import {
   type TopologyEvent,
 } from './history.js'
 import { type Hello, Ledger } from './ledger.js'
+import { Observer } from '../test/observer.ts'
 
 // ---- helpers (self-contained) ----
 
@@ -28,10 +28,6 @@ function endpoint(nodeId: string, suffix: string, topic = `topic-${suffix}`): En
 
 const minterOf = (event: TopologyEvent): string => event.uid.slice(0, event.uid.indexOf(':'))
 const uids = (events: readonly TopologyEvent[]): string[] => events.map((event) => event.uid)
-
-function upEndpoints(history: History): string[] {
-  return history.upNodes().flatMap((id) => history.upEndpoints(id))
-}
 
 type Op =
   | { readonly kind: 'join' }
@@ -76,7 +72,7 @@ function drive(ledger: Ledger, ops: readonly Op[], ids: Ids, compact = false): T
         break
       }
       case 'remove': {
-        const live = upEndpoints(ledger.history)
+        const live = ledger.history.allUpEndpoints()
         if (live.length === 0) break
         const id = live[op.pick % live.length]!
         const event = ledger.removeEndpoint(ledger.history.endpointInfo(id)!.node, id)
@@ -94,34 +90,6 @@ function drive(ledger: Ledger, ops: readonly Op[], ids: Ids, compact = false): T
     }
   }
   return minted
-}
-
-/**
- * A client's ChangeTracker plus a log of what it reported per id, checking after every update
- * the exactly-once rules (PROTOCOL.md §7).
- */
-class Observer {
-  readonly tracker = new ChangeTracker()
-  readonly reported = new Map<string, ('up' | 'down')[]>()
-  readonly all: TopologyChange[] = []
-
-  update(history: History): TopologyChange[] {
-    const changes = this.tracker.update(history)
-    const rank = { 'endpoint-down': 0, 'node-down': 1, 'node-up': 2, 'endpoint-up': 3 }
-    for (let i = 1; i < changes.length; i++) expect(rank[changes[i - 1]!.type]).toBeLessThanOrEqual(rank[changes[i]!.type])
-    for (const change of changes) {
-      if (change.type === 'endpoint-up') expect(this.reported.get(change.node.id)).toEqual(['up'])
-      const id = change.type === 'node-up' || change.type === 'node-down' ? change.node.id : change.endpoint.id
-      const list = this.reported.get(id) ?? []
-      list.push(change.type.endsWith('-up') ? 'up' : 'down')
-      this.reported.set(id, list)
-      expect(['', 'up', 'up,down']).toContain(list.join(','))
-    }
-    this.all.push(...changes)
-    expect(this.tracker.nodes().map((info) => info.id).sort()).toEqual(history.upNodes().sort())
-    expect(this.tracker.endpoints().map((info) => info.id).sort()).toEqual(upEndpoints(history).sort())
-    return changes
-  }
 }
 
 interface Client {

@@ -39,7 +39,7 @@ export interface LedgerOptions {
   readonly tail?: number
 }
 
-/** Departed-entity count, as a multiple of `tail`, that triggers compaction (amortizes its sort). */
+/** Departed-entity count, as a multiple of `tail`, that triggers compaction (amortizes its count and sort). */
 const COMPACT_SLACK = 1.25
 /** Forgotten ids remembered, as a multiple of `tail`, so stale histories cannot resurrect them. */
 const TOMBSTONE_FACTOR = 16
@@ -65,6 +65,9 @@ export class Ledger {
   // Endpoint ids each node that said hello holds now (its hello's list, then its adds and removes).
   readonly #owned = new Map<string, Set<string>>()
   readonly #tombstoneLimit: number
+  // An upper bound on history.departed().length: set by each exact count, raised by every
+  // departure event added. compact() counts (and sorts) only once it passes the threshold.
+  #departedBound: number
 
   constructor(options: LedgerOptions) {
     this.minter = options.minter
@@ -72,6 +75,7 @@ export class Ledger {
     this.#tombstoneLimit = Math.max(1024, this.tail * TOMBSTONE_FACTOR)
     this.history = new History(options.history ?? [])
     this.#epoch = Math.max(options.epoch, this.history.maxEpoch + 1)
+    this.#departedBound = this.history.departed().length
   }
 
   get epoch(): number {
@@ -83,6 +87,7 @@ export class Ledger {
     const seq = ++this.#seq
     const event = { ...body, epoch: this.#epoch, seq, uid: `${this.minter}:${this.#epoch}:${seq}` } as TopologyEvent
     this.history.add(event)
+    this.#countDeparture(event)
     return event
   }
 
@@ -96,6 +101,7 @@ export class Ledger {
     for (const event of events) {
       if (this.#isTombstoned(event) || this.#contradictsOwner(event)) continue
       if (this.history.add(event)) {
+        this.#countDeparture(event)
         fresh.push(event)
         if (event.epoch > maxEpoch) maxEpoch = event.epoch
       }
@@ -174,8 +180,11 @@ export class Ledger {
    * down to `tail`. Returns what was forgotten (for the clients), or undefined.
    */
   compact(): Forget | undefined {
+    const threshold = this.tail * COMPACT_SLACK
+    if (this.#departedBound <= threshold) return undefined
     const departed = this.history.departed()
-    if (departed.length <= this.tail * COMPACT_SLACK) return undefined
+    this.#departedBound = departed.length
+    if (departed.length <= threshold) return undefined
     const nodes: string[] = []
     const endpoints: string[] = []
     for (const entry of departed.slice(0, departed.length - this.tail)) {
@@ -184,6 +193,7 @@ export class Ledger {
     }
     const forget = { nodes, endpoints }
     this.forget(forget)
+    this.#departedBound = this.tail
     return forget
   }
 
@@ -204,6 +214,10 @@ export class Ledger {
     if (event.type === 'node-left') return this.#owned.has(event.node)
     if (event.type === 'endpoint-removed') return this.#owned.get(event.node)?.has(event.endpoint) === true
     return false
+  }
+
+  #countDeparture(event: TopologyEvent): void {
+    if (event.type === 'node-left' || event.type === 'endpoint-removed') this.#departedBound++
   }
 
   #isTombstoned(event: TopologyEvent): boolean {

@@ -38,9 +38,7 @@ let self: ProcessIdentity | undefined
 
 /** This process's identity (cached: none of it changes while the process lives). */
 export function processIdentity(): ProcessIdentity {
-  if (self === undefined || self.pid !== process.pid) {
-    self = { pid: process.pid, startTime: readStat(process.pid)?.startTime ?? null, pidNamespace: readPidNamespace() }
-  }
+  self ??= { pid: process.pid, startTime: readStat(process.pid)?.startTime ?? null, pidNamespace: readPidNamespace() }
   return self
 }
 
