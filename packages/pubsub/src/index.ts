@@ -1,0 +1,15 @@
+export { type ConnectOptions, connect, PubSubNode, type PubSubNodeEvents } from './node.js'
+export { PubSubError, type PubSubErrorCode } from './errors.js'
+export { DATA_PROTOCOL_VERSION } from './frames.js'
+export { Message } from './message.js'
+export { Publisher, type PublisherEvents } from './publisher.js'
+export {
+  DEFAULT_MAX_HELD,
+  DEFAULT_QUEUE_SIZE,
+  MAX_QUEUE_SIZE,
+  type QueuePolicy,
+  type SubscribeOptions,
+  Subscription,
+  type SubscriptionEvents,
+} from './subscription.js'
+export type { TransportName } from './transport.js'

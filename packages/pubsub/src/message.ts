@@ -1,0 +1,111 @@
+import type { Incoming } from './transport.js'
+
+const decoder = new TextDecoder()
+
+/** @internal How a message reports its end to the subscription that handed it out. */
+export interface HeldTracker {
+  /** The message was released (by the user, by a bound, or by GC). Called at most once. */
+  released(token: HeldToken): void
+}
+
+/**
+ * @internal What the GC fallback needs to account for a message nobody released. It must not
+ * reference the message or its data, or neither could be collected.
+ */
+export interface HeldToken {
+  readonly tracker: HeldTracker
+  done: boolean
+}
+
+// GC fallback: a message whose data the user dropped without release() is accounted for here.
+// The memory itself is released by @ipc-pubsub/shm's own finalizer (fd closed, range unmapped)
+// once V8 collects the mapping's ArrayBuffer; this registry only keeps the held count right.
+const collected = new FinalizationRegistry<HeldToken>((token) => {
+  if (token.done) return
+  token.done = true
+  token.tracker.released(token)
+})
+
+const createToken = Symbol('Message.create')
+
+/**
+ * One received message. `data` is a zero-copy view of shared memory, valid until `release()`
+ * (or the end of a `using` block). Touching `data` after release is safe (it reads zeros),
+ * never a crash. Release what you are done with: each unreleased message holds an fd and a
+ * mapping until GC reclaims it.
+ */
+export class Message implements Disposable {
+  /** The topic it was published on. */
+  readonly topic: string
+  /** The payload, zero-copy. Copy it (`slice()`) to keep it past `release()`. */
+  readonly data: Uint8Array
+  /** The publisher's sequence number: 1 for its first message, +1 for each one after. */
+  readonly seq: number
+  /** When it was published: CLOCK_MONOTONIC nanoseconds (process.hrtime.bigint() in any process here). */
+  readonly timestamp: bigint
+  /** The publisher's endpoint id (`<node id>/<n>`; `node.topology` tells the node's name and pid). */
+  readonly publisher: string
+  /** Messages from this publisher that this subscription missed since its previous one. */
+  readonly lost: number
+  readonly #incoming: Incoming
+  readonly #token: HeldToken | undefined
+
+  /** @internal Messages come from a Subscription. */
+  constructor(
+    token: typeof createToken,
+    fields: { topic: string; seq: number; timestamp: bigint; publisher: string; lost: number },
+    incoming: Incoming,
+    tracker: HeldTracker | undefined,
+  ) {
+    if (token !== createToken) throw new TypeError('Message cannot be constructed directly')
+    this.topic = fields.topic
+    this.seq = fields.seq
+    this.timestamp = fields.timestamp
+    this.publisher = fields.publisher
+    this.lost = fields.lost
+    this.data = incoming.data
+    this.#incoming = incoming
+    if (tracker !== undefined && incoming.data.byteLength > 0) {
+      this.#token = { tracker, done: false }
+      collected.register(incoming.data.buffer, this.#token, this.#token)
+    }
+  }
+
+  /** @internal */
+  static create(...args: ConstructorParameters<typeof Message> extends [unknown, ...infer R] ? R : never): Message {
+    return new Message(createToken, ...args)
+  }
+
+  /** @internal The token the held bound tracks (undefined for payloads that hold nothing). */
+  get heldToken(): HeldToken | undefined {
+    return this.#token
+  }
+
+  /** True once released (by `release()`, or by the subscription's `maxHeld` bound). */
+  get released(): boolean {
+    return this.#released
+  }
+  #released = false
+
+  /** The payload decoded as UTF-8 (a copy). */
+  text(): string {
+    return decoder.decode(this.data)
+  }
+
+  /** Frees the shared memory now; idempotent. `data` reads zeros afterwards. */
+  release(): void {
+    if (this.#released) return
+    this.#released = true
+    this.#incoming.release()
+    const token = this.#token
+    if (token !== undefined && !token.done) {
+      token.done = true
+      collected.unregister(token)
+      token.tracker.released(token)
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.release()
+  }
+}
