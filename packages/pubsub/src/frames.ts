@@ -46,10 +46,15 @@ export type Frame =
   | { readonly kind: typeof KIND_HELLO; readonly protocol: number; readonly node: string }
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM: a leading U+FEFF is part of the id, not a mark to strip (ids must round-trip).
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 function protocolError(message: string): PubSubError {
   return new PubSubError('ERR_PUBSUB_PROTOCOL', message)
+}
+
+function isByte(value: number): boolean {
+  return Number.isInteger(value) && value >= 0 && value <= 255
 }
 
 function idBytes(id: string, what: string): Uint8Array {
@@ -74,6 +79,9 @@ export class MessageEncoder {
 
   /** A fresh frame (the channel may queue it, so it is never reused). */
   encode(transport: number, fdCount: number, length: number, seq: number, timestamp: bigint, target: string): Uint8Array {
+    if (!isByte(transport) || !isByte(fdCount) || !Number.isSafeInteger(length) || length < 0 || !Number.isSafeInteger(seq) || seq < 1) {
+      throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'message header field out of range')
+    }
     let targetBytes = this.#targets.get(target)
     if (targetBytes === undefined) {
       targetBytes = idBytes(target, 'target id')
@@ -126,6 +134,7 @@ export function encodeCredit(target: string, credits: number): Uint8Array {
 }
 
 export function encodeHello(node: string, protocol = DATA_PROTOCOL_VERSION): Uint8Array {
+  if (!isByte(protocol)) throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'protocol must be an integer in 0..255')
   const id = idBytes(node, 'node id')
   const frame = new Uint8Array(HELLO_HEADER_BYTES + id.length)
   frame[0] = KIND_HELLO

@@ -174,6 +174,11 @@ export interface InboundHost {
   deliver(link: InboundLink, header: MessageHeader, incoming: Incoming): boolean
   /** Whether a subscription with this id exists here (checked before mapping the payload). */
   has(subscription: string): boolean
+  /**
+   * Whether `node` is the process at the other end (pid from SO_PEERCRED): true or false
+   * when the topology knows the node, undefined while it does not yet.
+   */
+  isPeer(node: string, pid: number): boolean | undefined
   error(error: Error): void
   closed(link: InboundLink): void
 }
@@ -183,6 +188,9 @@ export class InboundLink {
   readonly channel: Channel
   /** The publishing node, from its hello. */
   #node: string | undefined
+  // The hello's node id checked against the topology (the peer's pid): a local process cannot
+  // speak for another node. Checked at the hello, or at the first message the topology can tell.
+  #verified = false
   readonly #pending = new Map<string, number>()
   readonly #host: InboundHost
 
@@ -231,11 +239,14 @@ export class InboundLink {
           throw new PubSubError('ERR_PUBSUB_VERSION', `data protocol ${decoded.protocol}, we speak ${DATA_PROTOCOL_VERSION}`)
         }
         this.#node = decoded.node
+        this.#verified = false
+        this.#verify()
         return
       }
       if (decoded.kind === KIND_CREDIT) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'a publisher sent a credit frame')
       const node = this.#node
       if (node === undefined) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'message before hello')
+      if (!this.#verified) this.#verify()
       // A node publishes under its own id only.
       if (!decoded.publisher.startsWith(`${node}/`)) {
         throw new PubSubError('ERR_PUBSUB_PROTOCOL', `node ${node} sent a message as ${decoded.publisher}`)
@@ -258,6 +269,21 @@ export class InboundLink {
       this.#host.error(error as Error)
       void this.channel.destroy(error as Error)
     }
+  }
+
+  #verify(): void {
+    const node = this.#node as string
+    const matches = this.#host.isPeer(node, this.channel.peer.pid)
+    if (matches === false) {
+      throw new PubSubError('ERR_PUBSUB_PROTOCOL', `process ${this.channel.peer.pid} said it is node ${node}, which is another process`)
+    }
+    this.#verified = matches === true
+  }
+
+  /** Closes the link for a protocol error found above the framing (reported as 'error'). */
+  fail(error: Error): void {
+    this.#host.error(error)
+    void this.channel.destroy(error)
   }
 
   close(): Promise<void> {

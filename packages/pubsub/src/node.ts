@@ -250,6 +250,13 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
 
   readonly #inboundHost = {
     has: (subscription: string): boolean => this.#subscriptions.has(subscription),
+    isPeer: (node: string, pid: number): boolean | undefined => {
+      const info = this.#nodes.get(node)
+      if (info === undefined) return undefined
+      // A pid from another pid namespace cannot be compared with SO_PEERCRED's view of it.
+      if (info.pidNamespace !== null && info.pidNamespace !== this.topology.info.pidNamespace) return undefined
+      return info.pid === pid
+    },
     deliver: (link: InboundLink, header: MessageHeader, incoming: Incoming): boolean =>
       this.#subscriptions.get(header.target)?.receive(link, header, incoming) ?? false,
     error: (error: Error): void => this.#emitError(error),

@@ -85,8 +85,10 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
   #queueHead = 0
   // Per publisher: the last seq handed out (or one before the first seen), for `lost`.
   readonly #delivered = new Map<string, number>()
-  // Per publisher: the last seq received, for the 'fail' policy's gap check.
-  readonly #received = new Map<string, number>()
+  // Per publisher: the last seq received and the link it came on, for the order check and the
+  // 'fail' policy's gap check. A publisher's node has one link to us at a time; a message on
+  // another link (a reconnect) starts a new baseline, so no link can poison another's order.
+  readonly #received = new Map<string, { seq: number; link: InboundLink | undefined }>()
   readonly #held = new Map<HeldToken, WeakRef<Message>>()
   readonly #tracker: HeldTracker
   #warnedHeld = false
@@ -261,14 +263,15 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
   /** @internal One message from a link. Returns false (and keeps nothing) if closed. */
   receive(link: InboundLink | undefined, header: MessageHeader, incoming: Incoming): boolean {
     if (this.#state === 'closed') return false
-    const previous = this.#received.get(header.publisher)
+    const last = this.#received.get(header.publisher)
+    const previous = last?.link === link ? last?.seq : undefined
     if (previous !== undefined && header.seq <= previous) {
       // One channel per publisher node keeps order: a repeat or step back is a broken peer.
       incoming.release()
-      void link?.destroy(new PubSubError('ERR_PUBSUB_PROTOCOL', `${header.publisher} sent seq ${header.seq} after ${previous}`))
+      link?.fail(new PubSubError('ERR_PUBSUB_PROTOCOL', `${header.publisher} sent seq ${header.seq} after ${previous}`))
       return true
     }
-    this.#received.set(header.publisher, header.seq)
+    this.#received.set(header.publisher, { seq: header.seq, link })
     if (!this.#delivered.has(header.publisher)) this.#delivered.set(header.publisher, header.seq - 1)
     if (this.policy === 'fail') {
       const gap = previous !== undefined && header.seq !== previous + 1

@@ -1,0 +1,51 @@
+// Idle costs nothing: a connected publisher and subscriber (and the hub's process) use no
+// measurable CPU while nothing is published. No heartbeat, poll or timer runs between messages.
+import { afterAll, describe, expect, it } from 'vitest'
+import { cpuTicks, killAll, Peer, uniqueDomain } from './helpers.ts'
+
+const IDLE_MS = 2000
+// utime+stime are counted in 100 Hz ticks: one tick is the resolution, not a cost.
+const MAX_TICKS = 1
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+describe('an idle publisher and subscriber (separate processes)', () => {
+  afterAll(killAll)
+
+  it('use no measurable CPU while nothing is published', async () => {
+    const domain = uniqueDomain('idle')
+    const [hub, publisher, subscriber] = await Promise.all([Peer.start('hub'), Peer.start('publisher'), Peer.start('subscriber')])
+    expect((await hub.connect(domain)).isHub).toBe(true)
+    await publisher.connect(domain)
+    await subscriber.connect(domain)
+    const pubKey = await publisher.publisher('quiet')
+    const subKey = await subscriber.subscribe('quiet', { policy: 'wait' })
+    expect(await publisher.request('wait-subscribers', { key: pubKey, count: 1 })).toBe(1)
+
+    // Some traffic first: the link, the credits and the mappings have all been exercised.
+    const result = await publisher.publish(pubKey, 4096, 200, { lossless: true })
+    const deadline = Date.now() + 30_000
+    while ((await subscriber.stats(subKey)).received < result.published && Date.now() < deadline) await sleep(20)
+    expect(await subscriber.stats(subKey)).toMatchObject({ received: 200, bad: 0, held: 0 })
+    expect(await publisher.request('counts-of', { key: pubKey })).toBe(1)
+    // Let the replies above and any post-traffic GC finish before the window opens.
+    await sleep(300)
+
+    const peers = [hub, publisher, subscriber]
+    const before = peers.map((peer) => cpuTicks(peer.pid))
+    // No command to the children while measuring: the IPC channel itself would cost CPU.
+    await sleep(IDLE_MS)
+    const after = peers.map((peer) => cpuTicks(peer.pid))
+
+    const deltas = peers.map((peer, index) => ({ peer: peer.label, ticks: (after[index] as number) - (before[index] as number) }))
+    console.log(`CPU ticks over ${IDLE_MS} ms idle: ${deltas.map(({ peer, ticks }) => `${peer} ${ticks}`).join(', ')}`)
+    for (const { peer, ticks } of deltas) expect(ticks, peer).toBeLessThanOrEqual(MAX_TICKS)
+
+    // Still connected and working after the quiet spell.
+    expect(await publisher.request('counts-of', { key: pubKey })).toBe(1)
+    const more = await publisher.publish(pubKey, 4096, 10, { lossless: true })
+    expect(more).toMatchObject({ published: 10, lastSeq: 210 })
+    while ((await subscriber.stats(subKey)).received < 210 && Date.now() < deadline) await sleep(20)
+    expect(await subscriber.stats(subKey)).toMatchObject({ received: 210, lost: 0, bad: 0, lastSeq: 210 })
+  })
+})
