@@ -37,6 +37,21 @@ export class PubSubError extends Error {
   }
 }
 
+/**
+ * @internal Runs a user callback (an event listener) where a throw must not unwind into our
+ * own bookkeeping or a link's frame handler: it is rethrown on the next tick, where Node
+ * reports it as it reports any throwing listener.
+ */
+export function guarded(callback: () => void): void {
+  try {
+    callback()
+  } catch (error) {
+    process.nextTick(() => {
+      throw error
+    })
+  }
+}
+
 /** @internal The rejection of a wait that `signal` aborted. */
 export function abortError(what: string, signal: AbortSignal): PubSubError {
   return new PubSubError('ERR_PUBSUB_ABORTED', `${what} was aborted`, { cause: signal.reason })

@@ -10,7 +10,7 @@
 // subscriber are bounded under every policy, and a stalled subscriber process costs its
 // publishers nothing but dropped messages (or, under 'wait', back-pressure).
 import { type Authorize, type Channel, connect, type Message as Frame } from '@ipc-pubsub/fdpass'
-import { PubSubError } from './errors.js'
+import { guarded, PubSubError } from './errors.js'
 import { DATA_PROTOCOL_VERSION, decodeFrame, encodeCredit, encodeHello, KIND_CREDIT, KIND_HELLO, type MessageHeader } from './frames.js'
 import { closeFds, type Incoming, transportsById } from './transport.js'
 
@@ -54,6 +54,9 @@ export class OutboundLink {
     this.#events = events
   }
 
+  /** When the link opened (Date.now()), for the reconnect back-off. */
+  openedAt = 0
+
   get open(): boolean {
     return this.#state === 'open'
   }
@@ -63,7 +66,7 @@ export class OutboundLink {
   }
 
   /** Connects and sends the hello; resolves with the error if the connection failed (retry later). */
-  async connect(self: string, authorize: Authorize | undefined): Promise<Error | undefined> {
+  async connect(self: () => string, authorize: Authorize | undefined): Promise<Error | undefined> {
     let channel: Channel
     try {
       channel = await connect(this.address, {
@@ -84,11 +87,13 @@ export class OutboundLink {
       const wasOpen = this.#state !== 'closed'
       this.#state = 'closed'
       this.#channel = undefined
-      if (wasOpen) this.#events.closed(this, reason)
+      if (wasOpen) guarded(() => this.#events.closed(this, reason))
     })
-    if (!this.hello(self)) return undefined
+    // The id at this moment: a rejoin during the connect renamed us.
+    if (!this.hello(self())) return undefined
     this.#state = 'open'
-    this.#events.open(this)
+    this.openedAt = Date.now()
+    guarded(() => this.#events.open(this))
     return undefined
   }
 
@@ -137,21 +142,24 @@ export class OutboundLink {
 
   #onFrame(frame: Frame): void {
     // Nothing but credits flows this way; a descriptor here is a protocol error too.
+    let target: string
     try {
       if (frame.fds.length > 0) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'a subscriber sent descriptors')
       const decoded = decodeFrame(frame.data)
       if (decoded.kind !== KIND_CREDIT) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `a subscriber sent frame kind ${decoded.kind}`)
-      const window = this.#windows.get(decoded.target)
+      target = decoded.target
+      const window = this.#windows.get(target)
       // A grant for a subscription we no longer serve was in flight: ignore it.
       if (window === undefined) return
       // Never more than the window outstanding: a subscriber cannot make us queue without bound.
-      const credits = Math.min(window, (this.#credits.get(decoded.target) ?? 0) + decoded.credits)
-      this.#credits.set(decoded.target, credits)
-      this.#events.credit(this, decoded.target)
+      this.#credits.set(target, Math.min(window, (this.#credits.get(target) ?? 0) + decoded.credits))
     } catch (error) {
       closeFds(frame.fds)
       void this.#channel?.destroy(error as Error)
+      return
     }
+    // Outside the try: a throwing user listener downstream is not the peer's fault.
+    guarded(() => this.#events.credit(this, target))
   }
 
   /** Flushes queued frames, then closes. */
@@ -172,8 +180,8 @@ export class OutboundLink {
 export interface InboundHost {
   /** Delivers a message to the subscription `header.target`; false if there is none (then nothing is kept). */
   deliver(link: InboundLink, header: MessageHeader, incoming: Incoming): boolean
-  /** Whether a subscription with this id exists here (checked before mapping the payload). */
-  has(subscription: string): boolean
+  /** The window of the subscription with this id here, or undefined if there is none. */
+  window(subscription: string): number | undefined
   /**
    * Whether `node` is the process at the other end (pid from SO_PEERCRED): true or false
    * when the topology knows the node, undefined while it does not yet.
@@ -192,6 +200,10 @@ export class InboundLink {
   // speak for another node. Checked at the hello, or at the first message the topology can tell.
   #verified = false
   readonly #pending = new Map<string, number>()
+  // Per subscription: messages received on this link and not yet granted back. A publisher
+  // that honours its credits never gets past the window; one that does is cut off, so no peer
+  // can make our queue (and our fds and mappings) grow without bound.
+  readonly #outstanding = new Map<string, number>()
   readonly #host: InboundHost
 
   constructor(channel: Channel, host: InboundHost) {
@@ -217,6 +229,9 @@ export class InboundLink {
       return
     }
     this.#pending.delete(subscription)
+    const outstanding = (this.#outstanding.get(subscription) ?? 0) - pending
+    if (outstanding > 0) this.#outstanding.set(subscription, outstanding)
+    else this.#outstanding.delete(subscription)
     try {
       this.channel.send(encodeCredit(subscription, pending))
     } catch (error) {
@@ -227,11 +242,16 @@ export class InboundLink {
   /** Drops the credit count of a subscription that closed. */
   forget(subscription: string): void {
     this.#pending.delete(subscription)
+    this.#outstanding.delete(subscription)
   }
 
   #onFrame(frame: Frame): void {
     let fds = frame.fds
     try {
+      // The version first: a future hello may have another layout.
+      if (frame.data[0] === KIND_HELLO && frame.data.length >= 2 && frame.data[1] !== DATA_PROTOCOL_VERSION) {
+        throw new PubSubError('ERR_PUBSUB_VERSION', `data protocol ${frame.data[1]}, we speak ${DATA_PROTOCOL_VERSION}`)
+      }
       const decoded = decodeFrame(frame.data)
       if (decoded.kind === KIND_HELLO) {
         if (fds.length > 0) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'hello carried descriptors')
@@ -256,11 +276,17 @@ export class InboundLink {
       }
       const transport = transportsById.get(decoded.transport)
       if (transport === undefined) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `unknown transport ${decoded.transport}`)
-      if (!this.#host.has(decoded.target)) {
+      const window = this.#host.window(decoded.target)
+      if (window === undefined) {
         // In flight to a subscription that has just closed: not an error.
         closeFds(fds)
         return
       }
+      const outstanding = (this.#outstanding.get(decoded.target) ?? 0) + 1
+      if (outstanding > window) {
+        throw new PubSubError('ERR_PUBSUB_PROTOCOL', `node ${node} sent more than the window (${window}) to ${decoded.target}`)
+      }
+      this.#outstanding.set(decoded.target, outstanding)
       fds = []
       const incoming = transport.open(decoded.length, frame.fds)
       if (!this.#host.deliver(this, decoded, incoming)) incoming.release()

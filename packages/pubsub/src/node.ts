@@ -46,6 +46,7 @@ export interface PubSubNodeEvents {
 const TOPIC_MAX = 1024
 const LINK_RETRY_MIN_MS = 20
 const LINK_RETRY_MAX_MS = 1000
+const STABLE_LINK_MS = 1000
 
 /** Everything a node knows about one topic. */
 class Topic {
@@ -110,6 +111,7 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   readonly #retries = new Map<string, { timer: NodeJS.Timeout | undefined; delay: number }>()
   readonly #inbound = new Set<InboundLink>()
   #closing: Promise<void> | undefined
+  #stopping = false
   #resolveClosed!: (reason: Error | undefined) => void
 
   /** @internal Use connect(). */
@@ -179,8 +181,9 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   }
 
   /**
-   * Subscribes to `topic`. Messages published from now on arrive (none from before). Iterate
-   * it, or listen to 'message'.
+   * Subscribes to `topic`. Iterate it, or listen to 'message'. Nothing published before
+   * arrives; a publisher delivers to the subscription once it has seen it in the topology and
+   * linked to this node (its `subscriberCount` / `waitForSubscribers()` tell when).
    */
   subscribe(topic: string, options: SubscribeOptions = {}): Subscription {
     this.#checkOpen('subscribe()')
@@ -249,7 +252,7 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   }
 
   readonly #inboundHost = {
-    has: (subscription: string): boolean => this.#subscriptions.has(subscription),
+    window: (subscription: string): number | undefined => this.#subscriptions.get(subscription)?.queueSize,
     isPeer: (node: string, pid: number): boolean | undefined => {
       const info = this.#nodes.get(node)
       if (info === undefined) return undefined
@@ -262,12 +265,12 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
     error: (error: Error): void => this.#emitError(error),
     closed: (link: InboundLink): void => {
       this.#inbound.delete(link)
+      for (const subscription of this.#subscriptions.values()) subscription.linkClosed(link)
     },
   }
 
   readonly #outboundEvents = {
     open: (link: OutboundLink): void => {
-      this.#retries.delete(link.node)
       this.#refreshNode(link.node)
     },
     credit: (_link: OutboundLink, subscription: string): void => {
@@ -278,6 +281,10 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
     closed: (link: OutboundLink, error: Error | undefined): void => {
       if (this.#outbound.get(link.node) === link) this.#outbound.delete(link.node)
       if (error && !isPeerGone(error)) this.#emitError(error)
+      // The back-off starts again only after a link that lasted: a peer that hangs up right
+      // after our hello (a version it does not speak, say) is retried ever more slowly.
+      const retry = this.#retries.get(link.node)
+      if (retry?.timer === undefined && Date.now() - link.openedAt >= STABLE_LINK_MS) this.#retries.delete(link.node)
       this.#refreshNode(link.node)
       // The subscriber's node may be gone (the topology says so shortly) or just have
       // dropped us; if it is still wanted, try again.
@@ -358,6 +365,7 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
     for (const [old, subscription] of [...this.#subscriptions]) {
       if (!old.startsWith(`${previous}/`)) continue
       this.#subscriptions.delete(old)
+      for (const link of this.#inbound) link.forget(old)
       subscription.rename(rename(old))
       this.#subscriptions.set(subscription.id, subscription)
     }
@@ -381,7 +389,7 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
     if (typeof address !== 'string' || address.length === 0) return
     const link = new OutboundLink(node, address, this.#outboundEvents)
     this.#outbound.set(node, link)
-    void link.connect(this.id, this.#authorize).then((error) => {
+    void link.connect(() => this.id, this.#authorize).then((error) => {
       if (error === undefined) return
       if (this.#outbound.get(node) === link) this.#outbound.delete(node)
       if (this.#closing || !this.#linkWanted(node)) return
@@ -410,7 +418,8 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   }
 
   #dropLinkIfIdle(node: string): void {
-    if (this.#linkWanted(node)) return
+    // While shutting down, #shutdown closes (or cuts) every link itself, and waits for it.
+    if (this.#stopping || this.#linkWanted(node)) return
     this.#cancelRetry(node)
     const link = this.#outbound.get(node)
     if (link === undefined) return
@@ -482,6 +491,7 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
 
   #shutdown(error: Error | undefined, graceful: boolean): Promise<void> {
     if (this.#closing) return this.#closing
+    this.#stopping = true
     this.#closing = (async () => {
       for (const retry of this.#retries.values()) if (retry.timer !== undefined) clearTimeout(retry.timer)
       this.#retries.clear()

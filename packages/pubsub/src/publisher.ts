@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { checkSignal, PubSubError, waitUntil } from './errors.js'
+import { checkSignal, guarded, PubSubError, waitUntil } from './errors.js'
 import { MessageEncoder } from './frames.js'
 import type { OutboundLink, RemoteSubscription } from './link.js'
 import type { Transport } from './transport.js'
@@ -133,6 +133,7 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
         return false
       }
     }
+    this.#blocked = false
     const seq = ++this.#seq
     const timestamp = process.hrtime.bigint()
     // Every lossy subscriber is behind: the seq is spent (they will see the gap), no work done.
@@ -171,7 +172,7 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
       this.#closed = true
       this.#host.removed(this)
       for (const check of [...this.#watchers]) check()
-      this.emit('close')
+      guarded(() => this.emit('close'))
       this.#resolveClosed()
     }
     return this.closed
@@ -195,11 +196,11 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
     const count = this.subscriberCount
     if (count !== this.#lastCount) {
       this.#lastCount = count
-      this.emit('subscribers', count)
+      guarded(() => this.emit('subscribers', count))
     }
     if (this.#blocked && this.writable) {
       this.#blocked = false
-      this.emit('ready')
+      guarded(() => this.emit('ready'))
     }
     for (const check of [...this.#watchers]) check()
   }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { checkSignal, PubSubError, waitUntil } from './errors.js'
+import { checkSignal, guarded, PubSubError, waitUntil } from './errors.js'
 import type { MessageHeader } from './frames.js'
 import type { InboundLink } from './link.js'
 import { type HeldToken, type HeldTracker, Message } from './message.js'
@@ -249,9 +249,18 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
     const count = this.publisherCount
     if (count !== this.#lastCount) {
       this.#lastCount = count
-      this.emit('publishers', count)
+      guarded(() => this.emit('publishers', count))
     }
     for (const check of [...this.#countWatchers]) check()
+  }
+
+  /** @internal A link closed: the sequence bookkeeping of publishers that spoke on it can go. */
+  linkClosed(link: InboundLink): void {
+    for (const [publisher, last] of this.#received) {
+      if (last.link !== link) continue
+      this.#received.delete(publisher)
+      this.#delivered.delete(publisher)
+    }
   }
 
   /** @internal A publisher's endpoint went away: its sequence bookkeeping can go. */
@@ -374,15 +383,9 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
   }
 
   #emitMessage(message: Message): void {
-    try {
-      this.emit('message', message)
-    } catch (error) {
-      // A throwing listener is the user's bug, reported as Node reports one: uncaught. It must
-      // not break the link the message came on.
-      process.nextTick(() => {
-        throw error
-      })
-    }
+    // A throwing listener is the user's bug, reported as Node reports one: uncaught. It must
+    // not break the link the message came on.
+    guarded(() => this.emit('message', message))
   }
 
   #flushToListeners(): void {
@@ -416,8 +419,8 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
       }
     }
     for (const check of [...this.#countWatchers]) check()
-    if (reason && this.listenerCount('error') > 0) this.emit('error', reason)
-    this.emit('close', reason)
+    if (reason && this.listenerCount('error') > 0) guarded(() => this.emit('error', reason))
+    guarded(() => this.emit('close', reason))
     this.#resolveClosed(reason)
   }
 }
