@@ -61,10 +61,6 @@ export class OutboundLink {
     return this.#state === 'open'
   }
 
-  get closedForGood(): boolean {
-    return this.#state === 'closed'
-  }
-
   /** Connects and sends the hello; resolves with the error if the connection failed (retry later). */
   async connect(self: () => string, authorize: Authorize | undefined): Promise<Error | undefined> {
     let channel: Channel

@@ -4,7 +4,8 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { Counts, SubStats } from './fixtures/peer.ts'
+import type { SubStats } from './fixtures/peer.ts'
+import type { Counts } from './proc.ts'
 
 export type { Counts, SubStats }
 

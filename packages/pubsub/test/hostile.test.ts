@@ -3,36 +3,20 @@
 // publishing node), so leaks show in its own /proc/self. For every bad frame the victim must
 // cut that one link, say why on 'error', keep delivering from real publishers, and close
 // every descriptor and mapping the attack brought in.
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { closeSync, openSync } from 'node:fs'
 import { type Channel, connect as fdConnect } from '@ipc-pubsub/fdpass'
 import { Segment } from '@ipc-pubsub/shm'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { encodeCredit, encodeHello, encodeMessage, type MessageHeader } from '../src/frames.ts'
 import { connect, PubSubError, type PubSubErrorCode, type PubSubNode, type Publisher, type Subscription } from '../src/index.ts'
 import { killAll, Peer, uniqueDomain } from './helpers.ts'
+import { type Counts as ProcCounts, counts as procCounts } from './proc.ts'
 
-interface Counts {
-  fds: number
-  memfdFds: number
-  memfdMaps: number
-}
+type Counts = Omit<ProcCounts, 'devShm'>
 
 function counts(): Counts {
-  let fds = 0
-  let memfdFds = 0
-  for (const name of readdirSync('/proc/self/fd')) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${name}`)
-      fds++
-      if (target.startsWith('/memfd:')) memfdFds++
-    } catch {
-      // The directory fd readdir used, closed by now.
-    }
-  }
-  const memfdMaps = readFileSync('/proc/self/maps', 'utf8')
-    .split('\n')
-    .filter((line) => line.includes('/memfd:')).length
-  return { fds, memfdFds, memfdMaps }
+  const { devShm: _, ...rest } = procCounts()
+  return rest
 }
 
 const sameCounts = (a: Counts, b: Counts) => a.fds === b.fds && a.memfdFds === b.memfdFds && a.memfdMaps === b.memfdMaps
