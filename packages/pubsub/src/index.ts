@@ -12,4 +12,4 @@ export {
   Subscription,
   type SubscriptionEvents,
 } from './subscription.js'
-export type { TransportName } from './transport.js'
+export { TRANSPORTS, type TransportName } from './transport.js'

@@ -115,3 +115,6 @@ export const segmentTransport: Transport = {
 /** @internal The transports by name (publishing) and by wire id (receiving). */
 export const transportsByName: ReadonlyMap<string, Transport> = new Map([['segment', segmentTransport]])
 export const transportsById: ReadonlyMap<number, Transport> = new Map([[segmentTransport.id, segmentTransport]])
+
+/** The names of every transport a node can publish with, default first. */
+export const TRANSPORTS: readonly TransportName[] = Object.freeze([...transportsByName.keys()] as TransportName[])

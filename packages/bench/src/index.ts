@@ -1,0 +1,12 @@
+// @ipc-pubsub/bench: the harness behind `pnpm bench`, usable from code too.
+export { ALL_TRANSPORTS, type BenchOptions, type PlacementMode, resolvePlacement, runBench, throughputChart, type Written, writeReport } from './bench.js'
+export { FrameReader, frameHeader } from './frames.js'
+export { BASELINE, type Case, type CaseKind, type MicroResults, type Placement, type TransportId } from './job.js'
+export { allowedCpus, type MachineInfo, machineInfo } from './machine.js'
+export { HEADER_SIZE, MIN_MESSAGE_SIZE, type Stamp, samplePositions, stamp, verify } from './payload.js'
+export { FANOUT_SIZE, FANOUT_SUBSCRIBERS, KINDS, LATENCY_SIZES, type PlanOptions, planCases, type Step, schedule, THROUGHPUT_SIZES } from './plan.js'
+export { Progress, type ProgressStream } from './progress.js'
+export { aggregate, type BenchReport, formatNumber, formatRatio, formatSize, REPORT_SCHEMA, type Row, renderMarkdown } from './report.js'
+export type { RunRecord } from './runner.js'
+export { type ChartOptions, renderChart, type Series } from './svg.js'
+export { median, percentile, type Summary, summarize } from './stats.js'

@@ -1,0 +1,179 @@
+// Micro-costs behind the big numbers, measured in the micro worker (pinned like a publisher)
+// with an echo peer process (pinned like a subscriber). Each figure is the median of several
+// timed batches after a warm-up batch.
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { closeSync, openSync, rmSync } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type Channel, connect, listen, type Message } from '@ipc-pubsub/fdpass'
+import { Segment } from '@ipc-pubsub/shm'
+import type { Job, MicroResults } from './job.js'
+import { getpid } from './native.js'
+import { median } from './stats.js'
+
+const PAGE = 4096
+const MiB = 1 << 20
+const BATCHES = 7
+
+/** Median over BATCHES timed batches (after one untimed) of `run(n)`, per operation, in ns. */
+function perOp(n: number, run: (n: number) => void): number {
+  run(Math.max(1, n >> 2))
+  const times: number[] = []
+  for (let b = 0; b < BATCHES; b++) {
+    const t0 = process.hrtime.bigint()
+    run(n)
+    times.push(Number(process.hrtime.bigint() - t0) / n)
+  }
+  return median(times)
+}
+
+const netPath = (job: Job): string => join(tmpdir(), `${job.rendezvous}-micro.sock`)
+
+/** The echo peer: answers fdpass frames (fds included) and node:net bytes. */
+export async function runEcho(job: Job): Promise<void> {
+  const server = listen(`@${job.rendezvous}`)
+  server.on('connection', (channel: Channel) => {
+    channel.on('message', ({ data, fds }: Message) => {
+      channel.send(data, fds)
+      for (const fd of fds) closeSync(fd)
+    })
+  })
+  rmSync(netPath(job), { force: true })
+  const net = createServer((socket) => socket.on('data', (chunk) => socket.write(chunk)))
+  net.listen(netPath(job))
+  await once(net, 'listening')
+  process.send?.('ready')
+  process.on('disconnect', () => {
+    net.close()
+    rmSync(netPath(job), { force: true })
+    void server.destroy()
+  })
+}
+
+async function roundTrips(job: Job, rounds: number, warmup: number): Promise<Pick<MicroResults, 'fdRoundTripUs' | 'frameRoundTripUs' | 'netRoundTripUs'>> {
+  const worker = process.argv[1] as string
+  const echo = fork(worker, [JSON.stringify({ ...job, id: job.id.replace(/micro$/, 'echo'), role: 'echo' })], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  try {
+    const [first] = await Promise.race([once(echo, 'message'), once(echo, 'exit').then(() => ['exit'])])
+    if (first !== 'ready') throw new Error('the echo process exited before it was ready')
+    const channel = await connect(`@${job.rendezvous}`)
+    const segment = Segment.create(PAGE)
+    const frame = new Uint8Array(64).fill(1)
+    let resolve!: (m: Message) => void
+    channel.on('message', (m: Message) => resolve(m))
+    const frameTimes = async (fds: number[]): Promise<number> => {
+      const times: number[] = []
+      for (let i = 0; i < warmup + rounds; i++) {
+        const reply = new Promise<Message>((r) => {
+          resolve = r
+        })
+        const t0 = process.hrtime.bigint()
+        channel.send(frame, fds)
+        const m = await reply
+        const t1 = process.hrtime.bigint()
+        for (const fd of m.fds) closeSync(fd)
+        if (m.fds.length !== fds.length) throw new Error(`echo returned ${m.fds.length} fds, not ${fds.length}`)
+        if (i >= warmup) times.push(Number(t1 - t0) / 1000)
+      }
+      return median(times)
+    }
+    const fdRoundTripUs = await frameTimes([segment.fd])
+    const frameRoundTripUs = await frameTimes([])
+    await channel.close()
+    segment.close()
+
+    const socket = createConnection(netPath(job))
+    await once(socket, 'connect')
+    const payload = Buffer.alloc(64, 1)
+    let pending = 0
+    let done!: () => void
+    socket.on('data', (chunk: Buffer) => {
+      pending -= chunk.length
+      if (pending <= 0) done()
+    })
+    const netTimes: number[] = []
+    for (let i = 0; i < warmup + rounds; i++) {
+      const reply = new Promise<void>((r) => {
+        done = r
+      })
+      pending = payload.length
+      const t0 = process.hrtime.bigint()
+      socket.write(payload)
+      await reply
+      const t1 = process.hrtime.bigint()
+      if (i >= warmup) netTimes.push(Number(t1 - t0) / 1000)
+    }
+    socket.destroy()
+    return { fdRoundTripUs, frameRoundTripUs, netRoundTripUs: median(netTimes) }
+  } finally {
+    echo.disconnect()
+    if (echo.exitCode === null && echo.signalCode === null) await once(echo, 'exit')
+  }
+}
+
+function touch(bytes: Uint8Array, write: boolean): number {
+  let sum = 0
+  for (let p = 0; p < bytes.length; p += PAGE) {
+    if (write) bytes[p] = 1
+    else sum += bytes[p] as number
+  }
+  return sum
+}
+
+/** Runs every micro-cost; `quick` takes fewer samples. */
+export async function runMicro(job: Job): Promise<MicroResults> {
+  const quick = job.case.count < 1000
+  const koffiCallNs = perOp(quick ? 20_000 : 200_000, (n) => {
+    for (let i = 0; i < n; i++) getpid()
+  })
+
+  const segmentCycleUs = [64, 4 * 1024, 64 * 1024, MiB, 16 * MiB].map((size) => {
+    const n = size >= MiB ? 20 : quick ? 50 : 300
+    const ns = perOp(n, (k) => {
+      for (let i = 0; i < k; i++) {
+        const segment = Segment.create(size)
+        segment.bytes
+        segment.close()
+      }
+    })
+    return { size, us: ns / 1000 }
+  })
+
+  // First touch: a fresh 16 MiB segment, one byte written per page; then the same again
+  // (pages present); then a second, read-only mapping of it read one byte per page, as a
+  // subscriber maps what a publisher wrote.
+  const SIZE = 16 * MiB
+  const write1: number[] = []
+  const write2: number[] = []
+  const read1: number[] = []
+  for (let r = 0; r < (quick ? 3 : BATCHES); r++) {
+    const segment = Segment.create(SIZE)
+    const bytes = segment.bytes
+    let t0 = process.hrtime.bigint()
+    touch(bytes, true)
+    write1.push(Number(process.hrtime.bigint() - t0) / 1000 / 16)
+    t0 = process.hrtime.bigint()
+    touch(bytes, true)
+    write2.push(Number(process.hrtime.bigint() - t0) / 1000 / 16)
+    const reader = Segment.fromFd(openSync(`/proc/self/fd/${segment.fd}`, 'r'), { readonly: true })
+    t0 = process.hrtime.bigint()
+    touch(reader.bytes, false)
+    read1.push(Number(process.hrtime.bigint() - t0) / 1000 / 16)
+    reader.close()
+    segment.close()
+  }
+
+  const trips = await roundTrips(job, quick ? 500 : 5000, quick ? 100 : 500)
+  return {
+    koffiCallNs,
+    segmentCycleUs,
+    firstTouchWriteUsPerMiB: median(write1),
+    secondTouchWriteUsPerMiB: median(write2),
+    firstTouchReadUsPerMiB: median(read1),
+    ...trips,
+  }
+}

@@ -1,0 +1,79 @@
+// Baseline: node:net over a Unix stream socket, length-prefixed frames. The publisher
+// listens; each subscriber connects. Back-pressure is the stream's: wait for 'drain'.
+import { once } from 'node:events'
+import { rmSync } from 'node:fs'
+import { createConnection, createServer, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { FrameReader, frameHeader } from '../frames.js'
+import type { Job } from '../job.js'
+import type { Handler, PublisherSide, SubscriberSide, TransportModule } from './types.js'
+import { settle } from './types.js'
+
+const path = (job: Job): string => join(tmpdir(), `${job.rendezvous}.sock`)
+const noop = (): void => {}
+
+function write(socket: Socket, bytes: Uint8Array): Promise<void> | undefined {
+  socket.cork()
+  socket.write(frameHeader(bytes.length))
+  const ok = socket.write(bytes)
+  socket.uncork()
+  if (ok) return undefined
+  return once(socket, 'drain').then(noop)
+}
+
+function read(socket: Socket, handler: Handler): void {
+  const reader = new FrameReader()
+  socket.on('data', (chunk: Buffer) => {
+    for (const frame of reader.push(chunk)) handler(frame, noop)
+  })
+}
+
+export const net: TransportModule = {
+  spawnsSubscribers: false,
+
+  async publisher(job, onReply) {
+    const address = path(job)
+    rmSync(address, { force: true })
+    const sockets: Socket[] = []
+    const server = createServer((socket) => {
+      if (sockets.length === 0) read(socket, onReply)
+      sockets.push(socket)
+      server.emit('attached')
+    })
+    server.listen(address)
+    await once(server, 'listening')
+    const side: PublisherSide = {
+      async attached(count) {
+        while (sockets.length < count) await once(server, 'attached')
+      },
+      send(bytes) {
+        const pending: Promise<void>[] = []
+        for (const socket of sockets) {
+          const wait = write(socket, bytes)
+          if (wait) pending.push(wait)
+        }
+        return settle(pending)
+      },
+      async close() {
+        for (const socket of sockets) socket.destroy()
+        server.close()
+        rmSync(address, { force: true })
+      },
+    }
+    return side
+  },
+
+  async subscriber(job, onMessage) {
+    const socket = createConnection(path(job))
+    read(socket, onMessage)
+    await once(socket, 'connect')
+    const side: SubscriberSide = {
+      reply: (bytes) => write(socket, bytes),
+      async close() {
+        socket.destroy()
+      },
+    }
+    return side
+  },
+}
