@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { TRANSPORTS } from '@ipc-pubsub/pubsub'
 import { BASELINE, type CaseKind, type Placement, type TransportId } from './job.js'
 import { allowedCpus, machineInfo } from './machine.js'
+import { MIN_MESSAGE_SIZE } from './payload.js'
 import { planCases, schedule } from './plan.js'
 import { Progress, type ProgressStream } from './progress.js'
 import { aggregate, type BenchReport, formatNumber, formatSize, REPORT_SCHEMA, renderMarkdown } from './report.js'
@@ -14,6 +15,9 @@ import { renderChart } from './svg.js'
 export const ALL_TRANSPORTS: readonly TransportId[] = [...TRANSPORTS.map((name): TransportId => `ipc-pubsub:${name}`), 'node:net', 'child_process', 'zeromq']
 
 export type PlacementMode = 'split' | 'same' | 'none'
+
+/** Largest message size the bench accepts: 256 MiB. */
+export const MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 
 export interface BenchOptions {
   quick?: boolean
@@ -28,6 +32,8 @@ export interface BenchOptions {
   idleSeconds?: number
   /** Measure the micro-costs (default true). */
   micro?: boolean
+  /** A run that takes longer is killed and reported as failed (default 180 s, quick 60 s). */
+  timeoutMs?: number
   /** Where progress goes (default stderr). */
   progress?: ProgressStream
 }
@@ -64,13 +70,18 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const idleSeconds = options.idleSeconds ?? (quick ? 2 : 10)
   const transports = options.transports ? [...options.transports] : [...ALL_TRANSPORTS]
   for (const t of transports) if (!ALL_TRANSPORTS.includes(t)) throw new RangeError(`unknown transport ${t}; known: ${ALL_TRANSPORTS.join(', ')}`)
+  for (const size of options.sizes ?? []) {
+    if (!Number.isInteger(size) || size < MIN_MESSAGE_SIZE || size > MAX_MESSAGE_SIZE) {
+      throw new RangeError(`message sizes must be integers from ${MIN_MESSAGE_SIZE} to ${MAX_MESSAGE_SIZE} bytes, got ${size}`)
+    }
+  }
   const placement = resolvePlacement(options.placement)
   const cases = planCases({ quick, ...(options.kinds && { kinds: options.kinds }), ...(options.sizes && { sizes: options.sizes }) })
   const steps = schedule(cases, transports, repeats)
   const idleCases = cases.filter((c) => c.kind === 'idle')
   const micro = options.micro !== false
   const progress = new Progress(steps.length + idleCases.length + (micro ? 1 : 0), options.progress)
-  const coordinator = await Coordinator.start({ placement, timeoutMs: quick ? 60_000 : 180_000, idleMs: idleSeconds * 1000 })
+  const coordinator = await Coordinator.start({ placement, timeoutMs: options.timeoutMs ?? (quick ? 60_000 : 180_000), idleMs: idleSeconds * 1000 })
   const runs: RunRecord[] = []
   let microResults: BenchReport['micro'] = null
   try {

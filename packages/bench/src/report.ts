@@ -95,6 +95,14 @@ export function aggregate(runs: readonly RunRecord[], baseline: TransportId): Ro
   return rows
 }
 
+/** How each transport is driven, for the report. */
+export const TRANSPORT_NOTES: Record<string, string> = {
+  'ipc-pubsub': "@ipc-pubsub/pubsub, lossless subscriptions (policy 'wait', default queue size 16)",
+  'node:net': 'Unix stream socket, u32 length-prefixed frames, drain back-pressure',
+  child_process: "IPC with serialization 'advanced', the publisher forks its subscribers",
+  zeromq: 'zeromq npm package, PUSH/PULL over ipc://, one PUSH socket per subscriber',
+}
+
 // Formatting ----------------------------------------------------------------------------
 
 /** 64 B, 4 KiB, 1 MiB, 16 MiB; other sizes in the largest unit that divides them. */
@@ -107,8 +115,10 @@ export function formatSize(bytes: number): string {
 /** Three significant figures, thousands separated: 0.123, 12.3, 123, 12,345. */
 export function formatNumber(value: number | undefined): string {
   if (value === undefined || !Number.isFinite(value)) return '–'
-  const abs = Math.abs(value)
-  const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : 3
+  if (value === 0) return '0'
+  const digitsFor = (abs: number): number => (abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : 3)
+  // Decide on the rounded value, so 99.99 prints as 100, not 100.0.
+  const digits = digitsFor(Number(Math.abs(value).toFixed(digitsFor(Math.abs(value)))))
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
@@ -142,6 +152,7 @@ export function renderMarkdown(report: BenchReport, chart?: string): string {
   out.push(`- Placement: ${report.placement.description}`)
   out.push(`- Every figure is the median of ${report.repeats} interleaved repeat${report.repeats === 1 ? '' : 's'} (transports alternate: A B C A B C); ratios are to \`${baseline}\` measured in the same run.`)
   out.push('- Publisher and subscribers are separate processes. Every message is written in full by the publisher and checked by each subscriber (one byte per 4 KiB page plus a checksum), delivered losslessly and in order. MB/s is 10⁶ bytes per second, per subscriber.')
+  out.push(`- Transports: ${report.transports.map((t) => `\`${t}\` (${TRANSPORT_NOTES[t.startsWith('ipc-pubsub:') ? 'ipc-pubsub' : t] ?? 'see the bench README'})`).join('; ')}.`)
   out.push('')
 
   const latency = rows.filter((r) => r.kind === 'latency')

@@ -60,6 +60,9 @@ export class Coordinator {
   readonly address: string
   readonly #options: CoordinatorOptions
   #waiting = new Map<string, (control: Control) => void>()
+  // Workers that said hello before anyone expected them (a child_process publisher forks its
+  // subscribers while it sets up, so they can beat the coordinator's expect()).
+  #arrived = new Map<string, Control>()
 
   private constructor(server: Server, address: string, options: CoordinatorOptions) {
     this.#server = server
@@ -70,7 +73,9 @@ export class Coordinator {
       control.next('hello').then(
         (hello) => {
           control.pid = hello.pid
-          this.#waiting.get(hello.id)?.(control)
+          const waiter = this.#waiting.get(hello.id)
+          if (waiter) waiter(control)
+          else this.#arrived.set(hello.id, control)
         },
         () => socket.destroy(),
       )
@@ -117,12 +122,19 @@ export class Coordinator {
 
   /** @internal */
   expect(id: string): Promise<Control> {
+    const arrived = this.#arrived.get(id)
+    if (arrived) {
+      this.#arrived.delete(id)
+      return Promise.resolve(arrived)
+    }
     return new Promise((resolve) => this.#waiting.set(id, resolve))
   }
 
   /** @internal */
   forget(id: string): void {
     this.#waiting.delete(id)
+    this.#arrived.get(id)?.socket.destroy()
+    this.#arrived.delete(id)
   }
 
   /** @internal */
@@ -139,6 +151,7 @@ class Run {
   readonly #children: ChildProcess[] = []
   readonly #controls = new Map<string, Control>()
   readonly #pids = new Set<number>()
+  readonly #ids = new Set<string>()
 
   constructor(coordinator: Coordinator, transport: TransportId, testCase: Case) {
     this.#coordinator = coordinator
@@ -174,6 +187,7 @@ class Run {
   }
 
   async #expect(id: string): Promise<Control> {
+    this.#ids.add(id)
     const control = await this.#coordinator.expect(id)
     this.#coordinator.forget(id)
     this.#controls.set(id, control)
@@ -244,6 +258,7 @@ class Run {
     await Promise.race([Promise.all(this.#children.map(exitOf)), grace])
     await Promise.all(this.#children.map(exitOf))
     for (const control of this.#controls.values()) control.socket.destroy()
+    for (const id of this.#ids) this.#coordinator.forget(id)
   }
 }
 

@@ -20,7 +20,9 @@ function sorted(samples: readonly number[]): number[] {
 
 function rank(ordered: readonly number[], p: number): number {
   if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile ${p} is outside 0..100`)
-  const index = Math.max(0, Math.ceil((p / 100) * ordered.length) - 1)
+  // p * n / 100, not p / 100 * n: for whole p and n that is exact (7 / 100 * 100 is 7.000000000000001,
+  // whose ceiling would skip a rank); the small tolerance covers fractional p such as 99.9.
+  const index = Math.max(0, Math.ceil((p * ordered.length) / 100 - 1e-9) - 1)
   return ordered[index] as number
 }
 
