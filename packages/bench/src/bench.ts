@@ -81,14 +81,14 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const idleCases = cases.filter((c) => c.kind === 'idle')
   const micro = options.micro !== false
   const progress = new Progress(steps.length + idleCases.length + (micro ? 1 : 0), options.progress)
-  const coordinator = await Coordinator.start({ placement, timeoutMs: options.timeoutMs ?? (quick ? 60_000 : 180_000), idleMs: idleSeconds * 1000 })
+  const coordinator = await Coordinator.start({ placement, timeoutMs: options.timeoutMs ?? (quick ? 60_000 : 180_000), idleMs: idleSeconds * 1000, quick })
   const runs: RunRecord[] = []
   let microResults: BenchReport['micro'] = null
   try {
     if (micro) {
       progress.start('micro-costs')
       try {
-        microResults = await coordinator.micro(quick)
+        microResults = await coordinator.micro()
         progress.finish('micro-costs', `koffi call ${formatNumber(microResults.koffiCallNs)} ns, fd round trip ${formatNumber(microResults.fdRoundTripUs)} µs`)
       } catch (error) {
         progress.finish('micro-costs', `FAILED: ${(error as Error).message}`)

@@ -28,7 +28,7 @@ describe('pnpm bench --quick, one size', () => {
     expect(run.stderr).not.toMatch(/FAILED/)
     expect(run.status).toBe(0)
     expect(run.stdout).toMatch(/^# ipc-pubsub benchmarks \(quick run\)/)
-    expect(run.stdout).toContain('| transport | size | p50 µs | p99 µs | msgs/s | MB/s |')
+    expect(run.stdout).toContain('| transport | size | p50 µs | p99 µs | max µs | msgs/s | MB/s |')
     // Not a terminal: plain progress lines, one per finished step.
     expect(run.stderr).toMatch(/^\[ ?1\/\d+\] micro-costs: /m)
     expect(run.stderr).not.toContain('\x1b[K')

@@ -38,6 +38,8 @@ export interface Job {
   control: string
   /** Where the publisher and the subscribers run (CPU numbers), or null: the scheduler decides. */
   placement: Placement
+  /** A quick run: the micro worker takes fewer samples. */
+  quick: boolean
 }
 
 export interface Placement {

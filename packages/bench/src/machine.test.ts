@@ -43,7 +43,8 @@ describe('allowedCpus', () => {
 describe('machineInfo', () => {
   it('describes this machine', () => {
     const info = machineInfo()
-    expect(Object.keys(info).sort()).toEqual(['arch', 'cores', 'cpu', 'kernel', 'memoryGiB', 'node'])
+    expect(Object.keys(info).sort()).toEqual(['arch', 'clockTicksPerSecond', 'cores', 'cpu', 'kernel', 'memoryGiB', 'node'])
+    expect(info.clockTicksPerSecond).toBeGreaterThan(0)
     expect(info.cores).toBeGreaterThan(0)
     expect(info.node).toBe(process.version)
     expect(info.arch).toBe(process.arch)

@@ -1,6 +1,7 @@
 // The machine a report was measured on.
 import { readFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
+import { clockTicksPerSecond } from './native.js'
 
 export interface MachineInfo {
   cpu: string
@@ -9,6 +10,8 @@ export interface MachineInfo {
   node: string
   memoryGiB: number
   arch: string
+  /** USER_HZ: the unit of CPU times in /proc/<pid>/stat. */
+  clockTicksPerSecond: number
 }
 
 export function machineInfo(): MachineInfo {
@@ -20,6 +23,7 @@ export function machineInfo(): MachineInfo {
     node: process.version,
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     arch: process.arch,
+    clockTicksPerSecond: clockTicksPerSecond(),
   }
 }
 

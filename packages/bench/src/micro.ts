@@ -3,10 +3,8 @@
 // timed batches after a warm-up batch.
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
-import { closeSync, openSync, rmSync } from 'node:fs'
+import { closeSync, openSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { type Channel, connect, listen, type Message } from '@ipc-pubsub/fdpass'
 import { Segment } from '@ipc-pubsub/shm'
 import type { Job, MicroResults } from './job.js'
@@ -29,7 +27,7 @@ function perOp(n: number, run: (n: number) => void): number {
   return median(times)
 }
 
-const netPath = (job: Job): string => join(tmpdir(), `${job.rendezvous}-micro.sock`)
+const netPath = (job: Job): string => `\0${job.rendezvous}-micro`
 
 /** The echo peer: answers fdpass frames (fds included) and node:net bytes. */
 export async function runEcho(job: Job): Promise<void> {
@@ -40,14 +38,12 @@ export async function runEcho(job: Job): Promise<void> {
       for (const fd of fds) closeSync(fd)
     })
   })
-  rmSync(netPath(job), { force: true })
   const net = createServer((socket) => socket.on('data', (chunk) => socket.write(chunk)))
   net.listen(netPath(job))
   await once(net, 'listening')
   process.send?.('ready')
   process.on('disconnect', () => {
     net.close()
-    rmSync(netPath(job), { force: true })
     void server.destroy()
   })
 }
@@ -65,24 +61,31 @@ async function roundTrips(job: Job, rounds: number, warmup: number): Promise<Pic
     const frame = new Uint8Array(64).fill(1)
     let resolve!: (m: Message) => void
     channel.on('message', (m: Message) => resolve(m))
-    const frameTimes = async (fds: number[]): Promise<number> => {
-      const times: number[] = []
-      for (let i = 0; i < warmup + rounds; i++) {
-        const reply = new Promise<Message>((r) => {
-          resolve = r
-        })
-        const t0 = process.hrtime.bigint()
-        channel.send(frame, fds)
-        const m = await reply
-        const t1 = process.hrtime.bigint()
-        for (const fd of m.fds) closeSync(fd)
-        if (m.fds.length !== fds.length) throw new Error(`echo returned ${m.fds.length} fds, not ${fds.length}`)
-        if (i >= warmup) times.push(Number(t1 - t0) / 1000)
-      }
-      return median(times)
+    const roundTrip = async (fds: number[]): Promise<number> => {
+      const reply = new Promise<Message>((r) => {
+        resolve = r
+      })
+      const t0 = process.hrtime.bigint()
+      channel.send(frame, fds)
+      const m = await reply
+      const t1 = process.hrtime.bigint()
+      for (const fd of m.fds) closeSync(fd)
+      if (m.fds.length !== fds.length) throw new Error(`echo returned ${m.fds.length} fds, not ${fds.length}`)
+      return Number(t1 - t0) / 1000
     }
-    const fdRoundTripUs = await frameTimes([segment.fd])
-    const frameRoundTripUs = await frameTimes([])
+    // With and without the fd alternate (and swap order each round), so drift hits both alike.
+    const withFd: number[] = []
+    const withoutFd: number[] = []
+    for (let i = 0; i < warmup + rounds; i++) {
+      const first = i % 2 === 0
+      const a = await roundTrip(first ? [segment.fd] : [])
+      const b = await roundTrip(first ? [] : [segment.fd])
+      if (i < warmup) continue
+      withFd.push(first ? a : b)
+      withoutFd.push(first ? b : a)
+    }
+    const fdRoundTripUs = median(withFd)
+    const frameRoundTripUs = median(withoutFd)
     await channel.close()
     segment.close()
 
@@ -126,7 +129,7 @@ function touch(bytes: Uint8Array, write: boolean): number {
 
 /** Runs every micro-cost; `quick` takes fewer samples. */
 export async function runMicro(job: Job): Promise<MicroResults> {
-  const quick = job.case.count < 1000
+  const quick = job.quick
   const koffiCallNs = perOp(quick ? 20_000 : 200_000, (n) => {
     for (let i = 0; i < n; i++) getpid()
   })

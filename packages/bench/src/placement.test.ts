@@ -100,7 +100,7 @@ function report(): BenchReport {
     date: '2025-01-02T03:04:05.000Z',
     mode: 'quick',
     durationSeconds: 12,
-    machine: { cpu: 'Test CPU', cores: 4, kernel: '6.0', node: 'v22.0.0', memoryGiB: 8, arch: 'x64' },
+    machine: { cpu: 'Test CPU', cores: 4, kernel: '6.0', node: 'v22.0.0', memoryGiB: 8, arch: 'x64', clockTicksPerSecond: 100 },
     placement: { ...resolvePlacement('split', [0, 1]) },
     repeats: 1,
     idleSeconds: 2,

@@ -79,7 +79,7 @@ function sampleReport(overrides: Partial<BenchReport> = {}): BenchReport {
     date: '2024-05-06T07:08:09.000Z',
     mode: 'full',
     durationSeconds: 123.4,
-    machine: { cpu: 'Test CPU @ 3.0GHz', cores: 8, kernel: '6.1.0-test', node: 'v20.19.0', memoryGiB: 15.5, arch: 'x64' },
+    machine: { cpu: 'Test CPU @ 3.0GHz', cores: 8, kernel: '6.1.0-test', node: 'v20.19.0', memoryGiB: 15.5, arch: 'x64', clockTicksPerSecond: 100 },
     placement: { publisher: 0, subscriber: 1, description: 'split: publisher on CPU 0, every subscriber on CPU 1 (pinned with sched_setaffinity)' },
     repeats: 3,
     idleSeconds: 10,
@@ -263,7 +263,7 @@ describe('formatRatio', () => {
 })
 
 describe('renderMarkdown', () => {
-  const HEADER = '| transport | size | p50 µs | p99 µs | msgs/s | MB/s | p50 vs node:net (lower is better) | MB/s vs node:net (higher is better) |'
+  const HEADER = '| transport | size | p50 µs | p99 µs | max µs | msgs/s | MB/s | p50 vs node:net (lower is better) | MB/s vs node:net (higher is better) |'
 
   /** The lines of the table that follows `header`, without the header and the alignment row. */
   function tableRows(markdown: string, header: string): string[] {
@@ -287,7 +287,8 @@ describe('renderMarkdown', () => {
     expect(md).toContain('- Date: 2024-05-06; took 123 s')
     expect(md).toContain('Test CPU @ 3.0GHz, 8 cores, 15.5 GiB, Linux 6.1.0-test, x64, Node v20.19.0')
     expect(md).toContain('- Placement: split: publisher on CPU 0, every subscriber on CPU 1')
-    expect(md).toContain('median of 3 interleaved repeats')
+    expect(md).toContain('medians of 3 interleaved repeats')
+    expect(md).toContain('Peak RSS is the largest over the repeats; the idle case runs once.')
     expect(md.endsWith('\n')).toBe(true)
     expect(md.endsWith('\n\n')).toBe(false)
   })
@@ -302,7 +303,7 @@ describe('renderMarkdown', () => {
   })
 
   it('says "repeat" for a single repeat', () => {
-    expect(renderMarkdown(sampleReport({ repeats: 1 }))).toContain('median of 1 interleaved repeat (')
+    expect(renderMarkdown(sampleReport({ repeats: 1 }))).toContain('medians of 1 interleaved repeat (')
   })
 
   it('has the latency/throughput table with one row per transport x size, sizes ascending, transports in report order', () => {
@@ -318,13 +319,13 @@ describe('renderMarkdown', () => {
       ['`node:net`', '4 KiB'],
     ])
     // shm 64 B: latency only
-    expect(rows[0]).toEqual(['`ipc-pubsub:shm`', '64 B', '5.00', '10.0', '–', '–', '0.25×', '–'])
+    expect(rows[0]).toEqual(['`ipc-pubsub:shm`', '64 B', '5.00', '10.0', '20.0', '–', '–', '0.25×', '–'])
     // node:net 64 B: baseline shows 1.00× in both ratio columns
-    expect(rows[1]).toEqual(['`node:net`', '64 B', '20.0', '50.0', '–', '–', '1.00×', '1.00×'])
+    expect(rows[1]).toEqual(['`node:net`', '64 B', '20.0', '50.0', '300', '–', '–', '1.00×', '1.00×'])
     // zeromq 64 B: throughput only, no baseline to compare with
-    expect(rows[2]).toEqual(['`zeromq`', '64 B', '–', '–', '50.0', '5.00', '–', '–'])
-    expect(rows[3]).toEqual(['`ipc-pubsub:shm`', '4 KiB', '–', '–', '5,000', '500', '–', '2.50×'])
-    expect(rows[4]).toEqual(['`node:net`', '4 KiB', '–', '–', '2,000', '200', '1.00×', '1.00×'])
+    expect(rows[2]).toEqual(['`zeromq`', '64 B', '–', '–', '–', '50.0', '5.00', '–', '–'])
+    expect(rows[3]).toEqual(['`ipc-pubsub:shm`', '4 KiB', '–', '–', '–', '5,000', '500', '–', '2.50×'])
+    expect(rows[4]).toEqual(['`node:net`', '4 KiB', '–', '–', '–', '2,000', '200', '1.00×', '1.00×'])
   })
 
   it('links the chart when given one, not otherwise', () => {
@@ -346,9 +347,11 @@ describe('renderMarkdown', () => {
   it('has the idle table', () => {
     const md = renderMarkdown(sampleReport())
     expect(md).toContain('## Idle cost: connected, nothing sent, 10 s')
+    // 100 ticks/s over 10 s: one tick is 0.1 %, so one decimal.
+    expect(md).toContain('one tick is 0.100 % of this window')
     expect(tableRows(md, '| transport | publisher CPU % | subscriber CPU % |').map(cells)).toEqual([
-      ['`ipc-pubsub:shm`', '0.500', '0.100'],
-      ['`node:net`', '1.00', '2.00'],
+      ['`ipc-pubsub:shm`', '0.5', '0.1'],
+      ['`node:net`', '1.0', '2.0'],
     ])
   })
 
@@ -413,7 +416,7 @@ describe('BenchReport as JSON', () => {
     expect(Object.keys(back).sort()).toEqual(
       ['baseline', 'cases', 'date', 'durationSeconds', 'idleSeconds', 'machine', 'micro', 'mode', 'placement', 'repeats', 'results', 'runs', 'schema', 'transports'].sort(),
     )
-    expect(Object.keys(back.machine).sort()).toEqual(['arch', 'cores', 'cpu', 'kernel', 'memoryGiB', 'node'])
+    expect(Object.keys(back.machine).sort()).toEqual(['arch', 'clockTicksPerSecond', 'cores', 'cpu', 'kernel', 'memoryGiB', 'node'])
     expect(Object.keys(back.placement).sort()).toEqual(['description', 'publisher', 'subscriber'])
     for (const r of back.results) {
       for (const key of ['transport', 'kind', 'size', 'repeats', 'errors']) expect(r).toHaveProperty(key)

@@ -100,7 +100,7 @@ export const TRANSPORT_NOTES: Record<string, string> = {
   'ipc-pubsub': "@ipc-pubsub/pubsub, lossless subscriptions (policy 'wait', default queue size 16)",
   'node:net': 'Unix stream socket, u32 length-prefixed frames, drain back-pressure',
   child_process: "IPC with serialization 'advanced', the publisher forks its subscribers",
-  zeromq: 'zeromq npm package, PUSH/PULL over ipc://, one PUSH socket per subscriber',
+  zeromq: 'zeromq npm package, PUSH/PULL over ipc://, one PUSH socket per subscriber, default high-water marks of 1,000 messages',
 }
 
 // Formatting ----------------------------------------------------------------------------
@@ -150,7 +150,9 @@ export function renderMarkdown(report: BenchReport, chart?: string): string {
   out.push(`- Date: ${report.date.slice(0, 10)}; took ${Math.round(report.durationSeconds)} s`)
   out.push(`- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, ${machine.arch}, Node ${machine.node}`)
   out.push(`- Placement: ${report.placement.description}`)
-  out.push(`- Every figure is the median of ${report.repeats} interleaved repeat${report.repeats === 1 ? '' : 's'} (transports alternate: A B C A B C); ratios are to \`${baseline}\` measured in the same run.`)
+  out.push(
+    `- Latency, throughput and fan-out figures are medians of ${report.repeats} interleaved repeat${report.repeats === 1 ? '' : 's'} (transports alternate: A B C A B C), and ratios are to \`${baseline}\` measured in the same run. Peak RSS is the largest over the repeats; the idle case runs once.`,
+  )
   out.push('- Publisher and subscribers are separate processes. Every message is written in full by the publisher and checked by each subscriber (one byte per 4 KiB page plus a checksum), delivered losslessly and in order. MB/s is 10⁶ bytes per second, per subscriber.')
   out.push(`- Transports: ${report.transports.map((t) => `\`${t}\` (${TRANSPORT_NOTES[t.startsWith('ipc-pubsub:') ? 'ipc-pubsub' : t] ?? 'see the bench README'})`).join('; ')}.`)
   out.push('')
@@ -174,6 +176,7 @@ export function renderMarkdown(report: BenchReport, chart?: string): string {
           formatSize(size),
           formatNumber(l?.p50Us),
           formatNumber(l?.p99Us),
+          formatNumber(l?.maxUs),
           formatNumber(t?.msgsPerSec),
           formatNumber(t?.mbPerSec),
           transport === baseline ? '1.00×' : formatRatio(l?.latencyRatio),
@@ -181,7 +184,7 @@ export function renderMarkdown(report: BenchReport, chart?: string): string {
         ])
       }
     }
-    out.push(table(['transport', 'size', 'p50 µs', 'p99 µs', 'msgs/s', 'MB/s', `p50 vs ${baseline} (lower is better)`, `MB/s vs ${baseline} (higher is better)`], cells))
+    out.push(table(['transport', 'size', 'p50 µs', 'p99 µs', 'max µs', 'msgs/s', 'MB/s', `p50 vs ${baseline} (lower is better)`, `MB/s vs ${baseline} (higher is better)`], cells))
     out.push('')
   }
   if (chart) {
@@ -207,7 +210,11 @@ export function renderMarkdown(report: BenchReport, chart?: string): string {
   if (idle.length > 0) {
     out.push(`## Idle cost: connected, nothing sent, ${report.idleSeconds} s`)
     out.push('')
-    out.push(table(['transport', 'publisher CPU %', 'subscriber CPU %'], idle.map((r) => [`\`${r.transport}\``, formatNumber(r.publisherCpuPercent), formatNumber(r.subscriberCpuPercent)]), 1))
+    const tick = 100 / (report.machine.clockTicksPerSecond * report.idleSeconds)
+    out.push(`Every transport at the same time, once. CPU time comes from \`/proc/<pid>/stat\` in clock ticks: one tick is ${formatNumber(tick)} % of this window.`)
+    out.push('')
+    const percent = (x: number | undefined): string => (x === undefined ? '–' : x.toFixed(Math.max(1, Math.ceil(-Math.log10(tick)))))
+    out.push(table(['transport', 'publisher CPU %', 'subscriber CPU %'], idle.map((r) => [`\`${r.transport}\``, percent(r.publisherCpuPercent), percent(r.subscriberCpuPercent)]), 1))
     out.push('')
   }
 

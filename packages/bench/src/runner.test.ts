@@ -4,6 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 // The coordinator starts dist/worker.js next to it, so this test drives the built package.
 import { runBench } from '../dist/index.js'
+import { expectedVerified } from './runner.js'
 
 /** Processes whose command line mentions this test process's runs (`ipb-<pid>-<n>`). */
 function leftoverWorkers(): number[] {
@@ -42,5 +43,27 @@ describe('a run that does not finish in time', () => {
 
   it('rejects a message size smaller than the header, before starting anything', async () => {
     await expect(runBench({ quick: true, sizes: [16], micro: false })).rejects.toThrow(/message sizes must be integers from 25/)
+  })
+})
+
+describe('what a worker reports', () => {
+  it("peak RSS is the worker's own, not inherited from a big coordinator", async () => {
+    // ru_maxrss survives fork+exec, so a worker started by a 256 MiB coordinator would report
+    // at least that; VmHWM starts afresh.
+    const ballast = Buffer.alloc(256 << 20, 1)
+    const report = await runBench({ quick: true, kinds: ['latency'], sizes: [64], transports: ['node:net'], micro: false, progress: { write: () => true } })
+    expect(ballast[ballast.length - 1]).toBe(1)
+    const run = report.runs[0]
+    expect(run?.error).toBeUndefined()
+    expect(run?.peakRssKiB?.publisher).toBeGreaterThan(0)
+    expect(run?.peakRssKiB?.publisher).toBeLessThan(200 * 1024)
+    expect(run?.peakRssKiB?.subscriber).toBeLessThan(200 * 1024)
+  })
+
+  it('expects every message to be verified: both ways for latency, per subscriber otherwise', () => {
+    expect(expectedVerified({ kind: 'latency', size: 64, count: 100, warmup: 10, subscribers: 1 })).toBe(220)
+    expect(expectedVerified({ kind: 'throughput', size: 64, count: 100, warmup: 10, subscribers: 1 })).toBe(110)
+    expect(expectedVerified({ kind: 'fanout', size: 64, count: 100, warmup: 10, subscribers: 4 })).toBe(440)
+    expect(expectedVerified({ kind: 'idle', size: 64, count: 0, warmup: 10, subscribers: 1 })).toBe(10)
   })
 })

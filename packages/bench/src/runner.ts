@@ -51,6 +51,8 @@ export interface CoordinatorOptions {
   timeoutMs: number
   /** Length of the idle window. */
   idleMs: number
+  /** A quick run (fewer micro-cost samples). */
+  quick: boolean
 }
 
 let runs = 0
@@ -90,16 +92,24 @@ export class Coordinator {
     return new Coordinator(server, address, options)
   }
 
+  /** Stops listening; drops workers nobody claimed (their runs are over). */
   async close(): Promise<void> {
     this.#server.close()
+    for (const control of this.#arrived.values()) control.socket.destroy()
+    this.#arrived.clear()
+    this.#waiting.clear()
   }
 
   /** Runs one case for one transport. Never throws: a failure is the record's `error`. */
   async run(transport: TransportId, testCase: Case, repeat: number): Promise<RunRecord> {
     const record: RunRecord = { transport, kind: testCase.kind, size: testCase.size, repeat }
     const run = new Run(this, transport, testCase)
+    // execute() fills its own copy: after a timeout it may still be running, and what it
+    // finds then must not land in the record.
+    const measured: RunRecord = { ...record }
     try {
-      await withTimeout(run.execute(record), this.#options.timeoutMs, `${testCase.kind} ${testCase.size} B over ${transport}`)
+      await withTimeout(run.execute(measured), this.#options.timeoutMs, `${testCase.kind} ${testCase.size} B over ${transport}`)
+      Object.assign(record, measured)
     } catch (error) {
       record.error = (error as Error).message
     } finally {
@@ -109,8 +119,9 @@ export class Coordinator {
   }
 
   /** Measures the micro-costs in a worker of their own. */
-  async micro(quick: boolean): Promise<MicroResults> {
-    const testCase: Case = { kind: 'latency', size: 64, count: quick ? 1 : 1000, warmup: 1, subscribers: 1 }
+  async micro(): Promise<MicroResults> {
+    // The micro worker measures on its own; the case only fills the job's shape.
+    const testCase: Case = { kind: 'latency', size: 64, count: 1, warmup: 1, subscribers: 1 }
     const run = new Run(this, 'node:net', testCase)
     try {
       const control = await withTimeout(run.start('micro'), this.#options.timeoutMs, 'micro-costs')
@@ -150,7 +161,6 @@ class Run {
   readonly #name = `ipb-${process.pid}-${++runs}`
   readonly #children: ChildProcess[] = []
   readonly #controls = new Map<string, Control>()
-  readonly #pids = new Set<number>()
   readonly #ids = new Set<string>()
 
   constructor(coordinator: Coordinator, transport: TransportId, testCase: Case) {
@@ -170,6 +180,7 @@ class Run {
       rendezvous: this.#name,
       control: this.#coordinator.address,
       placement: this.#coordinator.options.placement,
+      quick: this.#coordinator.options.quick,
     }
   }
 
@@ -179,6 +190,7 @@ class Run {
     const control = this.#expect(job.id)
     const child = spawn(process.execPath, [WORKER, JSON.stringify(job)], { stdio: ['ignore', 'inherit', 'inherit'] })
     this.#children.push(child)
+    // once() rejects on 'error' (the spawn itself failed: EAGAIN, EMFILE), which fails the run.
     const exited = once(child, 'exit').then(([code, signal]) => {
       throw new Error(`${job.id} exited (${signal ?? code}) before it said hello`)
     })
@@ -207,7 +219,6 @@ class Run {
     } else {
       for (let index = 0; index < subscribers; index++) subs.push(await this.start('sub', index))
     }
-    for (const control of this.#controls.values()) this.#pids.add(control.pid)
     await Promise.all(subs.map((sub) => raceErrors(sub.next('ready'), pub)))
 
     if (kind === 'latency') {
@@ -239,27 +250,47 @@ class Run {
     const byes = await Promise.all([pub, ...subs].map((control) => control.next('bye')))
     record.peakRssKiB = { publisher: byes[0]!.maxRssKiB, subscriber: Math.max(...byes.slice(1).map((b) => b.maxRssKiB)) }
     record.verified = byes.reduce((sum, b) => sum + b.verified, 0)
+    const expected = expectedVerified(this.#case)
+    if (record.verified !== expected) throw new Error(`${record.verified} messages were verified, not ${expected}`)
     await Promise.all(this.#children.map(exitOf))
   }
 
   /** Ends every process of the run: politely if it is done, with SIGKILL after a grace period. */
   async dispose(): Promise<void> {
-    for (const child of this.#children) if (child.pid !== undefined) this.#pids.add(child.pid)
-    const grace = sleep(3000).then(() => {
-      for (const pid of this.#pids) {
+    for (const control of this.#controls.values()) control.send({ type: 'exit' })
+    const exited = Promise.all(this.#children.map(exitOf))
+    const grace = new AbortController()
+    const late = await Promise.race([exited.then(() => false), sleep(3000, true, { signal: grace.signal })])
+    grace.abort()
+    if (late) {
+      // Our children by handle; a child_process publisher's subscribers by the pid they said
+      // hello with (they are alive: their control sockets are still open, see below).
+      for (const child of this.#children) child.kill('SIGKILL')
+      for (const control of this.#controls.values()) {
+        if (control.closed || control.pid === 0) continue
         try {
-          process.kill(pid, 'SIGKILL')
+          process.kill(control.pid, 'SIGKILL')
         } catch {
           // Already gone.
         }
       }
-    })
-    for (const control of this.#controls.values()) control.send({ type: 'exit' })
-    await Promise.race([Promise.all(this.#children.map(exitOf)), grace])
-    await Promise.all(this.#children.map(exitOf))
+    }
+    await exited
+    // A worker whose control socket closes exits by itself (worker.ts), grandchildren included.
     for (const control of this.#controls.values()) control.socket.destroy()
     for (const id of this.#ids) this.#coordinator.forget(id)
   }
+}
+
+/**
+ * Messages a run's processes verify between them. Latency: the subscriber checks each ping and
+ * the publisher each echo. Throughput and fan-out: each subscriber checks warm-up and measured
+ * messages. Idle: each subscriber checks the warm-up.
+ */
+export function expectedVerified(c: Case): number {
+  if (c.kind === 'latency') return 2 * (c.warmup + c.count)
+  if (c.kind === 'idle') return c.subscribers * c.warmup
+  return c.subscribers * (c.warmup + c.count)
 }
 
 function exitOf(child: ChildProcess): Promise<unknown> {

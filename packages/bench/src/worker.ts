@@ -2,6 +2,7 @@
 // worker. Started by the coordinator (cli) with its Job as JSON in argv[2]; a child_process
 // publisher starts its subscribers the same way. Everything it reports goes over the control
 // socket; a failure is reported there and ends the process with a non-zero code.
+import { readFileSync } from 'node:fs'
 import { ControlSocket } from './control.js'
 import type { CoordinatorMessage, Job, WorkerMessage } from './job.js'
 import { runEcho, runMicro } from './micro.js'
@@ -34,6 +35,19 @@ control.socket.on('close', () => {
 })
 control.send({ type: 'hello', id: job.id, pid: process.pid })
 
+// A throw in a transport's event handler (a socket's 'data', a receive loop) lands here, not in
+// the try below: report it like any other failure, so the run shows the cause.
+const crash = (error: unknown): void => {
+  finished = true
+  control.send({ type: 'error', message: `${job.id} (${job.transport}): ${(error as Error)?.stack ?? error}` })
+  control.end().then(
+    () => process.exit(1),
+    () => process.exit(1),
+  )
+}
+process.on('uncaughtException', crash)
+process.on('unhandledRejection', crash)
+
 try {
   if (job.role === 'micro') await micro(job, control)
   else if (job.role === 'pub') await publisher(job, control)
@@ -47,8 +61,15 @@ try {
   process.exit(1)
 }
 
+/**
+ * Peak resident set of this process, KiB: VmHWM from /proc/self/status. Not ru_maxrss, which
+ * a child inherits from its parent across fork+exec (every worker would report at least the
+ * coordinator's peak); VmHWM starts afresh at exec.
+ */
 function peakRssKiB(): number {
-  return process.resourceUsage().maxRSS
+  const match = /^VmHWM:\s*(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))
+  if (!match) throw new Error('no VmHWM in /proc/self/status')
+  return Number(match[1])
 }
 
 async function micro(job: Job, control: Control): Promise<void> {

@@ -1,16 +1,14 @@
 // Baseline: node:net over a Unix stream socket, length-prefixed frames. The publisher
 // listens; each subscriber connects. Back-pressure is the stream's: wait for 'drain'.
 import { once } from 'node:events'
-import { rmSync } from 'node:fs'
 import { createConnection, createServer, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { FrameReader, frameHeader } from '../frames.js'
 import type { Job } from '../job.js'
 import type { Handler, PublisherSide, SubscriberSide, TransportModule } from './types.js'
 import { settle } from './types.js'
 
-const path = (job: Job): string => join(tmpdir(), `${job.rendezvous}.sock`)
+// An abstract socket name (leading NUL): nothing on disk to leave behind if a run is killed.
+const path = (job: Job): string => `\0${job.rendezvous}`
 const noop = (): void => {}
 
 function write(socket: Socket, bytes: Uint8Array): Promise<void> | undefined {
@@ -34,7 +32,6 @@ export const net: TransportModule = {
 
   async publisher(job, onReply) {
     const address = path(job)
-    rmSync(address, { force: true })
     const sockets: Socket[] = []
     const server = createServer((socket) => {
       if (sockets.length === 0) read(socket, onReply)
@@ -58,7 +55,6 @@ export const net: TransportModule = {
       async close() {
         for (const socket of sockets) socket.destroy()
         server.close()
-        rmSync(address, { force: true })
       },
     }
     return side

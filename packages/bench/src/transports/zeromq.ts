@@ -1,16 +1,15 @@
 // ZeroMQ (the `zeromq` npm package, libzmq inside) PUSH/PULL over ipc://. PUSH load-balances
 // rather than copies, so fan-out uses one PUSH socket per subscriber. Replies (ping-pong)
 // travel on a second PUSH/PULL pair. Back-pressure is the send high-water mark: send()
-// resolves once the message is queued, and only one send may be in flight per socket.
-import { rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+// resolves once the message is queued, and only one send may be in flight per socket. The
+// high-water marks stay at ZeroMQ's defaults (1,000 messages each way), as users get them.
 import { Pull, Push } from 'zeromq'
 import type { Job } from '../job.js'
 import type { Handler, PublisherSide, SubscriberSide, TransportModule } from './types.js'
 import { settle } from './types.js'
 
-const file = (job: Job, suffix: string): string => join(tmpdir(), `${job.rendezvous}-${suffix}.zmq`)
+// ipc://@name is an abstract socket name: nothing on disk to leave behind if a run is killed.
+const endpoint = (job: Job, suffix: string): string => `ipc://@${job.rendezvous}-${suffix}`
 const noop = (): void => {}
 
 async function drain(pull: Pull, handler: Handler): Promise<void> {
@@ -27,20 +26,13 @@ export const zeromq: TransportModule = {
 
   async publisher(job, onReply) {
     const pushes: Push[] = []
-    const files: string[] = []
     for (let index = 0; index < job.case.subscribers; index++) {
       const push = new Push()
-      const path = file(job, `data-${index}`)
-      rmSync(path, { force: true })
-      await push.bind(`ipc://${path}`)
+      await push.bind(endpoint(job, `data-${index}`))
       pushes.push(push)
-      files.push(path)
     }
     const replies = new Pull()
-    const repliesPath = file(job, 'reply')
-    rmSync(repliesPath, { force: true })
-    await replies.bind(`ipc://${repliesPath}`)
-    files.push(repliesPath)
+    await replies.bind(endpoint(job, 'reply'))
     void drain(replies, onReply)
     const side: PublisherSide = {
       // PUSH queues until a peer connects; the warm-up messages cover the attach.
@@ -52,7 +44,6 @@ export const zeromq: TransportModule = {
       async close() {
         for (const push of pushes) push.close()
         replies.close()
-        for (const path of files) rmSync(path, { force: true })
       },
     }
     return side
@@ -60,9 +51,9 @@ export const zeromq: TransportModule = {
 
   async subscriber(job, onMessage) {
     const pull = new Pull()
-    pull.connect(`ipc://${file(job, `data-${job.index}`)}`)
+    pull.connect(endpoint(job, `data-${job.index}`))
     const push = new Push()
-    push.connect(`ipc://${file(job, 'reply')}`)
+    push.connect(endpoint(job, 'reply'))
     void drain(pull, onMessage)
     const side: SubscriberSide = {
       reply: (bytes) => push.send(bytes),
