@@ -75,8 +75,8 @@ export type WorkerMessage =
 export interface MicroResults {
   /** One koffi call (getpid), nanoseconds. */
   koffiCallNs: number
-  /** Segment.create(size) + map + close, per size. */
-  segmentCycleUs: { size: number; us: number }[]
+  /** Segment.create(size) + map + close, per size: the mean, and the major GCs that came with it. */
+  segmentCycleUs: { size: number; us: number; majorGcsPerOp: number }[]
   /** Writing one byte per page of a fresh segment, per MiB. */
   firstTouchWriteUsPerMiB: number
   /** The same pages written again (already faulted in), per MiB. */

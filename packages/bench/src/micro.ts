@@ -5,6 +5,7 @@ import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync, openSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
+import { constants, type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks'
 import { type Channel, connect, listen, type Message } from '@ipc-pubsub/fdpass'
 import { Segment } from '@ipc-pubsub/shm'
 import type { Job, MicroResults } from './job.js'
@@ -15,8 +16,12 @@ const PAGE = 4096
 const MiB = 1 << 20
 const BATCHES = 7
 
-/** Median over BATCHES timed batches (after one untimed) of `run(n)`, per operation, in ns. */
-function perOp(n: number, run: (n: number) => void): number {
+/**
+ * Times BATCHES batches of `run(n)` after one untimed batch; per operation, in ns: the median
+ * batch, and the mean over every timed operation (which keeps the rare expensive ones, such
+ * as a garbage collection, that a median leaves out).
+ */
+function perOp(n: number, run: (n: number) => void): { median: number; mean: number } {
   run(Math.max(1, n >> 2))
   const times: number[] = []
   for (let b = 0; b < BATCHES; b++) {
@@ -24,7 +29,7 @@ function perOp(n: number, run: (n: number) => void): number {
     run(n)
     times.push(Number(process.hrtime.bigint() - t0) / n)
   }
-  return median(times)
+  return { median: median(times), mean: times.reduce((a, b) => a + b, 0) / times.length }
 }
 
 const netPath = (job: Job): string => `\0${job.rendezvous}-micro`
@@ -118,6 +123,25 @@ async function roundTrips(job: Job, rounds: number, warmup: number): Promise<Pic
   }
 }
 
+/** Counts major (mark-compact) garbage collections from now until stop(). */
+async function majorGcs(): Promise<{ stop(): Promise<number> }> {
+  let count = 0
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      if ((entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) count++
+    }
+  })
+  observer.observe({ entryTypes: ['gc'] })
+  return {
+    async stop() {
+      // GC entries are delivered asynchronously: let the pending ones arrive first.
+      await new Promise((resolve) => setTimeout(resolve, 10))
+      observer.disconnect()
+      return count
+    },
+  }
+}
+
 function touch(bytes: Uint8Array, write: boolean): number {
   let sum = 0
   for (let p = 0; p < bytes.length; p += PAGE) {
@@ -132,19 +156,26 @@ export async function runMicro(job: Job): Promise<MicroResults> {
   const quick = job.quick
   const koffiCallNs = perOp(quick ? 20_000 : 200_000, (n) => {
     for (let i = 0; i < n; i++) getpid()
-  })
+  }).median
 
-  const segmentCycleUs = [64, 4 * 1024, 64 * 1024, MiB, 16 * MiB].map((size) => {
-    const n = size >= MiB ? 20 : quick ? 50 : 300
-    const ns = perOp(n, (k) => {
+  // A mean, with the major GCs counted alongside: a mapped view is external memory to V8, and
+  // enough of it makes V8 collect. That is part of what a big segment costs, and it comes in
+  // bursts a median would hide.
+  const segmentCycleUs: MicroResults['segmentCycleUs'] = []
+  for (const size of [64, 4 * 1024, 64 * 1024, MiB, 4 * MiB, 8 * MiB, 16 * MiB]) {
+    const n = quick ? 20 : 100
+    const counter = await majorGcs()
+    const { mean: ns } = perOp(n, (k) => {
       for (let i = 0; i < k; i++) {
         const segment = Segment.create(size)
         segment.bytes
         segment.close()
       }
     })
-    return { size, us: ns / 1000 }
-  })
+    // perOp runs n/4 untimed, then BATCHES x n timed.
+    const ops = Math.max(1, n >> 2) + BATCHES * n
+    segmentCycleUs.push({ size, us: ns / 1000, majorGcsPerOp: (await counter.stop()) / ops })
+  }
 
   // First touch: a fresh 16 MiB segment, one byte written per page; then the same again
   // (pages present); then a second, read-only mapping of it read one byte per page, as a

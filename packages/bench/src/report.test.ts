@@ -53,8 +53,9 @@ function row(rows: readonly Row[], transport: TransportId, kind: Row['kind'], si
 const MICRO: MicroResults = {
   koffiCallNs: 55.5,
   segmentCycleUs: [
-    { size: 4 * KiB, us: 12.25 },
-    { size: MiB, us: 40 },
+    { size: 4 * KiB, us: 12.25, majorGcsPerOp: 0 },
+    { size: MiB, us: 40, majorGcsPerOp: 0 },
+    { size: 16 * MiB, us: 500, majorGcsPerOp: 0.125 },
   ],
   firstTouchWriteUsPerMiB: 61,
   secondTouchWriteUsPerMiB: 9.5,
@@ -382,8 +383,9 @@ describe('renderMarkdown', () => {
     const md = renderMarkdown(sampleReport())
     expect(md).toContain('## Micro-costs')
     expect(md).toContain('| koffi call (getpid) | – | 55.5 ns |')
-    expect(md).toContain('| segment create + map + close | 4 KiB | 12.3 µs |')
-    expect(md).toContain('| segment create + map + close | 1 MiB | 40.0 µs |')
+    expect(md).toContain('| segment create + map + close (mean) | 4 KiB | 12.3 µs |')
+    expect(md).toContain('| segment create + map + close (mean) | 1 MiB | 40.0 µs |')
+    expect(md).toContain('| segment create + map + close (mean, 0.125 major GCs per op) | 16 MiB | 500 µs |')
     expect(md).toContain('| node:net round trip, 64 B | 64 B | 17.0 µs |')
     expect(renderMarkdown(sampleReport({ micro: null }))).not.toContain('## Micro-costs')
   })

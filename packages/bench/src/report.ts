@@ -240,7 +240,11 @@ export function renderMarkdown(report: BenchReport, chart?: string): string {
     out.push('')
     const cells: string[][] = [
       ['koffi call (getpid)', '–', `${formatNumber(micro.koffiCallNs)} ns`],
-      ...micro.segmentCycleUs.map((s) => ['segment create + map + close', formatSize(s.size), `${formatNumber(s.us)} µs`]),
+      ...micro.segmentCycleUs.map((s) => [
+        `segment create + map + close (mean${s.majorGcsPerOp > 0 ? `, ${formatNumber(s.majorGcsPerOp)} major GCs per op` : ''})`,
+        formatSize(s.size),
+        `${formatNumber(s.us)} µs`,
+      ]),
       ['first touch, writing (fault in)', 'per MiB', `${formatNumber(micro.firstTouchWriteUsPerMiB)} µs`],
       ['second touch, writing (pages present)', 'per MiB', `${formatNumber(micro.secondTouchWriteUsPerMiB)} µs`],
       ['first touch, reading through a second read-only mapping', 'per MiB', `${formatNumber(micro.firstTouchReadUsPerMiB)} µs`],
@@ -248,7 +252,7 @@ export function renderMarkdown(report: BenchReport, chart?: string): string {
       ['fdpass round trip, 64 B frame, no fd', '64 B', `${formatNumber(micro.frameRoundTripUs)} µs`],
       ['node:net round trip, 64 B', '64 B', `${formatNumber(micro.netRoundTripUs)} µs`],
     ]
-    out.push(table(['what', 'size', 'median'], cells))
+    out.push(table(['what', 'size', 'median (segment cycles: mean)'], cells))
     out.push('')
   }
 
