@@ -70,7 +70,7 @@ interface MappingState {
 // the user kept read zeros and no later mmap can reuse the range; only when V8 has collected
 // the ArrayBuffer (so no view can exist) does this finalizer munmap the range. A segment that
 // was never closed is released here as well: its fd is closed and its pages unmapped.
-const mappings = new FinalizationRegistry<MappingState>((state) => {
+function release(state: MappingState): void {
   try {
     native.munmapRange(state.addr, state.size)
   } catch {
@@ -82,6 +82,36 @@ const mappings = new FinalizationRegistry<MappingState>((state) => {
       native.closeFd(state.fd)
     } catch {}
   }
+}
+
+// Collected ranges are released a slice at a time, one macrotask per slice of at most
+// RELEASE_BUDGET_NS. After a major GC, V8 hands over thousands of views at once: unmapping them
+// all in one task stalled the event loop for tens of milliseconds (measured by the bench: 6,488
+// munmaps, 23 ms, which showed as 30-50 ms pub/sub round trips). The total work is the same;
+// other work now runs between slices, and memory returns over a few ms to a few hundred ms
+// after the GC instead of all at once. The invariant above holds: a range is only ever
+// unmapped later than its view was collected. The immediates stay ref'd: an unref'd one does
+// not stop the loop from blocking in poll, so an idle process would keep collected memory
+// mapped.
+const RELEASE_BUDGET_NS = 1_000_000n
+const collected: MappingState[] = []
+let next = 0
+
+function releaseSlice(): void {
+  const deadline = process.hrtime.bigint() + RELEASE_BUDGET_NS
+  do release(collected[next++] as MappingState)
+  while (next < collected.length && process.hrtime.bigint() < deadline)
+  if (next < collected.length) {
+    setImmediate(releaseSlice)
+    return
+  }
+  collected.length = 0
+  next = 0
+}
+
+const mappings = new FinalizationRegistry<MappingState>((state) => {
+  // The first queued range schedules the drain; later ones join it.
+  if (collected.push(state) === 1) setImmediate(releaseSlice)
 })
 
 let memfdFlags = native.MFD_CLOEXEC | native.MFD_ALLOW_SEALING | native.MFD_NOEXEC_SEAL
