@@ -47,9 +47,11 @@ export async function runEcho(job: Job): Promise<void> {
   net.listen(netPath(job))
   await once(net, 'listening')
   process.send?.('ready')
+  // Its parent is done with it: close up and end (worker.ts parks it on a promise that never
+  // settles, so it must exit on its own).
   process.on('disconnect', () => {
     net.close()
-    void server.destroy()
+    void Promise.resolve(server.destroy()).finally(() => process.exit(0))
   })
 }
 
