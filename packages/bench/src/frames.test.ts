@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import { mulberry32 } from '../test/prng.js'
 import { FRAME_HEADER, FrameReader, frameHeader, MAX_FRAME } from './frames.js'
 
-/** Deterministic PRNG (mulberry32), so a failing case is reproducible from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function randomBytes(random: () => number, length: number): Uint8Array {
   const bytes = new Uint8Array(length)
