@@ -18,11 +18,16 @@ const MAGIC = 0x53425049 // 'IPBS' read as little-endian
 /** Distance between sampled bytes: one per page. */
 export const SAMPLE_STRIDE = 4096
 
+// The sampled bytes: every SAMPLE_STRIDE-th from HEADER_SIZE on, plus the last byte when the
+// stride does not land on it. stamp() and checksum() walk them with the same loop (no array per
+// message); samplePositions() lists them for tests.
+const lastIsExtra = (size: number): boolean => (size - 1 - HEADER_SIZE) % SAMPLE_STRIDE !== 0
+
 /** Offsets of the sampled bytes: one per page after the header, and the last byte. */
 export function samplePositions(size: number): number[] {
   const positions: number[] = []
   for (let p = HEADER_SIZE; p < size; p += SAMPLE_STRIDE) positions.push(p)
-  if (positions[positions.length - 1] !== size - 1) positions.push(size - 1)
+  if (lastIsExtra(size)) positions.push(size - 1)
   return positions
 }
 
@@ -34,7 +39,7 @@ function checksum(bytes: Uint8Array, seq: number): number {
   let hash = (0x811c9dc5 ^ seq) >>> 0
   const size = bytes.length
   for (let p = HEADER_SIZE; p < size; p += SAMPLE_STRIDE) hash = Math.imul(hash ^ (bytes[p] as number), 0x01000193)
-  if ((size - 1 - HEADER_SIZE) % SAMPLE_STRIDE !== 0) hash = Math.imul(hash ^ (bytes[size - 1] as number), 0x01000193)
+  if (lastIsExtra(size)) hash = Math.imul(hash ^ (bytes[size - 1] as number), 0x01000193)
   return hash >>> 0
 }
 
@@ -43,7 +48,8 @@ export function stamp(bytes: Uint8Array, seq: number): Uint8Array {
   const size = bytes.length
   if (size < MIN_MESSAGE_SIZE) throw new RangeError(`a message needs at least ${MIN_MESSAGE_SIZE} bytes, got ${size}`)
   bytes.fill(seq & 0xff, HEADER_SIZE)
-  for (const p of samplePositions(size)) bytes[p] = sampleValue(seq, p)
+  for (let p = HEADER_SIZE; p < size; p += SAMPLE_STRIDE) bytes[p] = sampleValue(seq, p)
+  if (lastIsExtra(size)) bytes[size - 1] = sampleValue(seq, size - 1)
   const view = new DataView(bytes.buffer, bytes.byteOffset, size)
   view.setUint32(0, MAGIC, true)
   view.setUint32(4, seq >>> 0, true)

@@ -35,8 +35,7 @@ control.socket.on('close', () => {
 })
 control.send({ type: 'hello', id: job.id, pid: process.pid })
 
-// A throw in a transport's event handler (a socket's 'data', a receive loop) lands here, not in
-// the try below: report it like any other failure, so the run shows the cause.
+/** Reports a failure to the coordinator (so the run shows its cause) and ends the process. */
 const crash = (error: unknown): void => {
   finished = true
   control.send({ type: 'error', message: `${job.id} (${job.transport}): ${(error as Error)?.stack ?? error}` })
@@ -45,6 +44,8 @@ const crash = (error: unknown): void => {
     () => process.exit(1),
   )
 }
+// A throw in a transport's event handler (a socket's 'data', a receive loop) lands here, not in
+// the try below.
 process.on('uncaughtException', crash)
 process.on('unhandledRejection', crash)
 
@@ -55,10 +56,7 @@ try {
   finished = true
   await control.end()
 } catch (error) {
-  control.send({ type: 'error', message: `${job.id} (${job.transport}): ${(error as Error).stack ?? error}` })
-  finished = true
-  await control.end().catch(() => {})
-  process.exit(1)
+  crash(error)
 }
 
 /**
