@@ -244,6 +244,38 @@ describe('queue policies', () => {
     await pub.close()
   })
 
+  it("'drop-oldest': `lost` stays exact when the publisher closes while its messages are queued (issue 12, item 1)", async () => {
+    // Both cases: a publisher on the subscribing node itself, and one on another node.
+    for (const publishing of [subNode, pubNode]) {
+      const topic = freshTopic('lost-after-close')
+      const sub = subNode.subscribe(topic, { policy: 'drop-oldest', queueSize: 4 })
+      // A lossless companion paces the publisher (see the test above): every message reaches sub.
+      const pacer = subNode.subscribe(topic, { policy: 'wait', queueSize: 1 })
+      pacer.on('message', (message) => message.release())
+      const pub = publishing.publisher(topic)
+      await pub.waitForSubscribers({ count: 2 })
+      const iterator = sub[Symbol.asyncIterator]()
+      pub.publish('m1')
+      const first = await next(iterator)
+      expect(first).toMatchObject({ seq: 1, lost: 0 })
+      first.release()
+      // 20 more, not consumed: the queue of 4 drops the oldest 16.
+      for (let n = 2; n <= 21; n++) {
+        while (!pub.publish(`m${n}`)) await pub.ready()
+      }
+      await pub.ready()
+      await pacer.close()
+      await pub.close()
+      // The publisher is gone from the topology, and its link closed: the queue is still there.
+      await until(() => sub.publisherCount === 0, 'publisher count 0')
+      const rest = await drainQueued(sub)
+      expect(rest.map((message) => message.seq)).toEqual([18, 19, 20, 21])
+      expect(rest.map((message) => message.lost)).toEqual([16, 0, 0, 0])
+      for (const message of rest) message.release()
+      await sub.close()
+    }
+  })
+
   it("'wait': publish() returns false when the window is full, ready() resolves once the consumer reads, nothing is lost", async () => {
     const topic = freshTopic('wait')
     const queueSize = 4

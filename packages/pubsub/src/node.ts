@@ -242,6 +242,7 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
 
   readonly #subscriptionHost = {
     publisherCount: (topic: string): number => this.#topics.get(topic)?.publisherEndpoints.size ?? 0,
+    publisherLive: (topic: string, publisher: string): boolean => this.#topics.get(topic)?.publisherEndpoints.has(publisher) ?? false,
     removed: (subscription: Subscription): void => {
       this.#subscriptions.delete(subscription.id)
       this.#topics.get(subscription.topic)?.subscriptions.delete(subscription)
@@ -328,7 +329,10 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
           this.#refreshTopic(state)
         } else {
           state.publisherEndpoints.add(endpoint.id)
-          for (const subscription of state.subscriptions) subscription.publishersChanged()
+          for (const subscription of state.subscriptions) {
+            subscription.publisherUp(endpoint.id)
+            subscription.publishersChanged()
+          }
         }
         return
       }

@@ -19,6 +19,8 @@ export const QUEUE_POLICIES: readonly QueuePolicy[] = ['drop-oldest', 'wait', 'f
 export const DEFAULT_QUEUE_SIZE = 16
 export const MAX_QUEUE_SIZE = 65536
 export const DEFAULT_MAX_HELD = 1024
+/** Departed publishers whose last delivered seq a subscription remembers (the most recent). */
+export const MAX_DEPARTED = 1024
 
 /** Options of `node.subscribe()`. */
 export interface SubscribeOptions {
@@ -61,6 +63,8 @@ interface Entry {
 /** @internal What a subscription needs from its node. */
 export interface SubscriptionHost {
   publisherCount(topic: string): number
+  /** Whether the topology lists this publisher endpoint as live now. */
+  publisherLive(topic: string, publisher: string): boolean
   removed(subscription: Subscription): void
 }
 
@@ -83,8 +87,13 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
   readonly #host: SubscriptionHost
   readonly #queue: Entry[] = []
   #queueHead = 0
-  // Per publisher: the last seq handed out (or one before the first seen), for `lost`.
+  // Per publisher: the last seq handed out (or one before the first seen), for `lost`. Seq is
+  // per publisher, so this outlives links (a reconnect keeps the baseline: what vanished in
+  // the flap shows in `lost`) and the publisher itself, whose messages may still be queued or
+  // unread on the socket when the topology reports it gone. Memory bound: entries of live
+  // publishers, plus the MAX_DEPARTED most recent departures (#departed, oldest first).
   readonly #delivered = new Map<string, number>()
+  readonly #departed = new Set<string>()
   // Per publisher: the last seq received and the link it came on, for the order check and the
   // 'fail' policy's gap check. A publisher's node has one link to us at a time; a message on
   // another link (a reconnect) starts a new baseline, so no link can poison another's order.
@@ -254,19 +263,22 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
     for (const check of [...this.#countWatchers]) check()
   }
 
-  /** @internal A link closed: the sequence bookkeeping of publishers that spoke on it can go. */
+  /** @internal A link closed: the order check of publishers that spoke on it starts again. */
   linkClosed(link: InboundLink): void {
     for (const [publisher, last] of this.#received) {
-      if (last.link !== link) continue
-      this.#received.delete(publisher)
-      this.#delivered.delete(publisher)
+      if (last.link === link) this.#received.delete(publisher)
     }
   }
 
-  /** @internal A publisher's endpoint went away: its sequence bookkeeping can go. */
+  /** @internal A publisher's endpoint is up (its messages may have come first). */
+  publisherUp(publisher: string): void {
+    this.#departed.delete(publisher)
+  }
+
+  /** @internal A publisher's endpoint went away. Its delivered seq stays among the departed. */
   publisherGone(publisher: string): void {
-    this.#delivered.delete(publisher)
     this.#received.delete(publisher)
+    if (this.#delivered.has(publisher)) this.#depart(publisher)
   }
 
   /** @internal One message from a link. Returns false (and keeps nothing) if closed. */
@@ -281,7 +293,11 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
       return true
     }
     this.#received.set(header.publisher, { seq: header.seq, link })
-    if (!this.#delivered.has(header.publisher)) this.#delivered.set(header.publisher, header.seq - 1)
+    if (!this.#delivered.has(header.publisher)) {
+      this.#delivered.set(header.publisher, header.seq - 1)
+      // Already gone (or not yet announced): bounded with the departed until announced.
+      if (!this.#host.publisherLive(this.topic, header.publisher)) this.#depart(header.publisher)
+    }
     if (this.policy === 'fail') {
       const gap = previous !== undefined && header.seq !== previous + 1
       if (gap || this.queued >= this.queueSize) {
@@ -314,6 +330,15 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
   }
 
   // ---- internals ----
+
+  #depart(publisher: string): void {
+    this.#departed.delete(publisher)
+    this.#departed.add(publisher)
+    if (this.#departed.size <= MAX_DEPARTED) return
+    const oldest = this.#departed.values().next().value as string
+    this.#departed.delete(oldest)
+    this.#delivered.delete(oldest)
+  }
 
   #shift(): Entry | undefined {
     if (this.#queueHead >= this.#queue.length) return undefined
