@@ -443,11 +443,18 @@ describe('arguments and the closed state', () => {
     await sub.close()
     expect(await sub.closed).toBeUndefined()
 
-    await Promise.all([node.close(), node.close(), node.destroy(new Error('ignored: already closing'))])
+    await Promise.all([node.close(), node.close()])
     await node.close()
-    await node.destroy()
+    // Once closed, destroy() changes nothing.
+    await node.destroy(new Error('ignored: already closed'))
     expect(await node.closed).toBeUndefined()
     expect({ closeEvents, subCloses, pubCloses }).toEqual({ closeEvents: 1, subCloses: 1, pubCloses: 1 })
+
+    // destroy() during a close() cuts it short (as an fdpass Channel does): its reason wins.
+    const closing = await connect({ domain, name: 'idempotent-3' })
+    const cut = new Error('cut short')
+    await Promise.all([closing.close(), closing.destroy(cut), closing.close()])
+    expect(await closing.closed).toBe(cut)
 
     // destroy() first, then close(): the first call's reason sticks.
     const other = await connect({ domain, name: 'idempotent-2' })

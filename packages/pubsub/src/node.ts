@@ -47,6 +47,11 @@ const TOPIC_MAX = 1024
 const LINK_RETRY_MIN_MS = 20
 const LINK_RETRY_MAX_MS = 1000
 const STABLE_LINK_MS = 1000
+/**
+ * How long close() lets links flush to peers before it cuts them: a peer that reads nothing
+ * (a stopped process) cannot hold a closing node forever. Frames still queued then are dropped.
+ */
+export const CLOSE_TIMEOUT_MS = 5000
 
 /** Everything a node knows about one topic. */
 class Topic {
@@ -112,6 +117,12 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   readonly #inbound = new Set<InboundLink>()
   #closing: Promise<void> | undefined
   #stopping = false
+  // Set once the links are being cut (destroy(), or close() past CLOSE_TIMEOUT_MS).
+  #cut = false
+  #finished = false
+  #reason: Error | undefined
+  // Links shutdown is closing: destroy() or the close deadline cuts them.
+  #ending: (OutboundLink | InboundLink)[] = []
   #resolveClosed!: (reason: Error | undefined) => void
 
   /** @internal Use connect(). */
@@ -212,13 +223,18 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
 
   /**
    * Leaves the domain: closes publishers (frames already handed out are delivered) and
-   * subscriptions, the links, the data socket, then the topology. Idempotent.
+   * subscriptions, the links, the data socket, then the topology. A peer that reads nothing
+   * does not hold it up for more than CLOSE_TIMEOUT_MS (5 s): links still flushing then are
+   * cut and their queued frames dropped (reported as an ERR_PUBSUB_LINK 'error'). Idempotent.
    */
   close(): Promise<void> {
     return this.#shutdown(undefined, true)
   }
 
-  /** Leaves at once: links are cut, queued frames dropped. Idempotent. */
+  /**
+   * Leaves at once: links are cut, queued frames dropped. Also ends a close() in progress at
+   * once (then `closed` settles with `error`). Idempotent.
+   */
   destroy(error?: Error): Promise<void> {
     return this.#shutdown(error, false)
   }
@@ -494,27 +510,60 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   }
 
   #shutdown(error: Error | undefined, graceful: boolean): Promise<void> {
-    if (this.#closing) return this.#closing
+    if (this.#closing) {
+      // destroy() during a close(): cut what is still flushing (as fdpass Channel does).
+      if (!graceful && !this.#finished) {
+        if (error !== undefined) this.#reason = error
+        this.#cutNow()
+      }
+      return this.#closing
+    }
     this.#stopping = true
+    this.#reason = error
+    let deadline: NodeJS.Timeout | undefined
+    if (graceful) {
+      deadline = setTimeout(() => {
+        if (this.#ending.length > 0) {
+          this.#emitError(
+            new PubSubError('ERR_PUBSUB_LINK', `close(): links still flushing after ${CLOSE_TIMEOUT_MS} ms were cut (a peer reads nothing)`),
+          )
+        }
+        this.#cutNow()
+      }, CLOSE_TIMEOUT_MS)
+    } else {
+      this.#cut = true
+    }
     this.#closing = (async () => {
       for (const retry of this.#retries.values()) if (retry.timer !== undefined) clearTimeout(retry.timer)
       this.#retries.clear()
       const publishers = [...this.#topics.values()].flatMap((state) => [...state.publishers])
       await Promise.all(publishers.map((publisher) => publisher.close()))
       await Promise.all([...this.#subscriptions.values()].map((subscription) => subscription.destroy(error)))
-      const outbound = [...this.#outbound.values()]
+      this.#ending = [...this.#outbound.values(), ...this.#inbound]
       this.#outbound.clear()
-      const inbound = [...this.#inbound]
       await Promise.all([
-        ...outbound.map((link) => (graceful ? link.close() : link.destroy())),
-        ...inbound.map((link) => (graceful ? link.close() : link.destroy())),
-        graceful ? this.#server.close() : this.#server.destroy(),
+        ...this.#ending.map((link) => (this.#cut ? link.destroy() : link.close())),
+        this.#cut ? this.#server.destroy() : this.#server.close(),
       ])
-      await (graceful ? this.topology.close() : this.topology.destroy())
-      this.emit('close', error)
-      this.#resolveClosed(error)
+      this.#ending = []
+      await (this.#cut ? this.topology.destroy() : this.topology.close())
+      clearTimeout(deadline)
+      this.#finished = true
+      const reason = this.#reason
+      this.emit('close', reason)
+      this.#resolveClosed(reason)
     })()
     return this.#closing
+  }
+
+  // Cuts every link, the data socket and the topology connection now. Each is idempotent and
+  // ends a pending graceful close of its own, so the shutdown above then finishes at once.
+  #cutNow(): void {
+    if (this.#cut) return
+    this.#cut = true
+    for (const link of this.#ending) void link.destroy()
+    void this.#server.destroy()
+    void this.topology.destroy()
   }
 }
 
