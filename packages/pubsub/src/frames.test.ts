@@ -7,12 +7,17 @@ import {
   CREDIT_HEADER_BYTES,
   DATA_PROTOCOL_VERSION,
   decodeFrame,
+  encodeAttachRing,
   encodeCredit,
   encodeHello,
   encodeMessage,
+  encodePoolFrame,
   type Frame,
   HELLO_HEADER_BYTES,
+  KIND_ATTACH_POOL,
+  KIND_ATTACH_RING,
   KIND_CREDIT,
+  KIND_DETACH_POOL,
   KIND_HELLO,
   KIND_MESSAGE,
   MAX_CREDITS,
@@ -130,6 +135,11 @@ function reencode(frame: Frame): Uint8Array {
       return encodeCredit(frame.target, frame.credits)
     case KIND_HELLO:
       return encodeHello(frame.node, frame.protocol)
+    case KIND_ATTACH_RING:
+      return encodeAttachRing(frame.transport)
+    case KIND_ATTACH_POOL:
+    case KIND_DETACH_POOL:
+      return encodePoolFrame(frame.kind, frame.pool)
   }
 }
 
@@ -245,6 +255,28 @@ describe('encoders refuse what the wire cannot carry', () => {
   })
 })
 
+describe('pool frames', () => {
+  it('round-trip', () => {
+    expect(decodeFrame(encodeAttachRing(2))).toEqual({ kind: KIND_ATTACH_RING, transport: 2 })
+    expect(decodeFrame(encodePoolFrame(KIND_ATTACH_POOL, 7))).toEqual({ kind: KIND_ATTACH_POOL, pool: 7 })
+    expect(decodeFrame(encodePoolFrame(KIND_DETACH_POOL, 0x7fffffff))).toEqual({ kind: KIND_DETACH_POOL, pool: 0x7fffffff })
+  })
+
+  it('refuse wrong lengths, reserved bytes and out-of-range ids', () => {
+    for (const frame of [encodeAttachRing(2), encodePoolFrame(KIND_ATTACH_POOL, 1), encodePoolFrame(KIND_DETACH_POOL, 1)]) {
+      expectProtocolError(frame.subarray(0, 7))
+      const longer = new Uint8Array(9)
+      longer.set(frame)
+      expectProtocolError(longer)
+      expectProtocolError(patched(frame, (_, bytes) => (bytes[2] = 1)))
+    }
+    expectProtocolError(patched(encodeAttachRing(2), (_, bytes) => (bytes[7] = 1)))
+    expectProtocolError(patched(encodePoolFrame(KIND_ATTACH_POOL, 1), (_, bytes) => (bytes[1] = 1)))
+    expectProtocolError(patched(encodePoolFrame(KIND_ATTACH_POOL, 1), (_, bytes) => (bytes[7] = 0x80)))
+    expect(() => encodePoolFrame(KIND_ATTACH_POOL, -1)).toThrow(expect.objectContaining({ code: 'ERR_PUBSUB_INVALID_ARGUMENT' }))
+  })
+})
+
 describe('malformed frames throw ERR_PUBSUB_PROTOCOL', () => {
   const message = encodeMessage(header)
   const credit = encodeCredit('sub/1', 3)
@@ -253,7 +285,7 @@ describe('malformed frames throw ERR_PUBSUB_PROTOCOL', () => {
   it('empty frame', () => expectProtocolError(new Uint8Array(0)))
 
   it('unknown kinds', () => {
-    for (const kind of [0x00, 0x04, 0x7f, 0x80, 0xff]) {
+    for (const kind of [0x00, 0x07, 0x7f, 0x80, 0xff]) {
       expectProtocolError(new Uint8Array([kind]))
       expectProtocolError(patched(message, (_, bytes) => (bytes[0] = kind)))
     }

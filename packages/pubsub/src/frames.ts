@@ -12,10 +12,14 @@ export const DATA_PROTOCOL_VERSION = 1
 export const KIND_MESSAGE = 0x01 // publisher -> subscriber: one message for one subscription
 export const KIND_CREDIT = 0x02 // subscriber -> publisher: room for more messages
 export const KIND_HELLO = 0x03 // publisher -> subscriber: first frame of a link, again after a rejoin
+export const KIND_ATTACH_RING = 0x04 // publisher -> subscriber: the link's pool ring and doorbells (3 fds)
+export const KIND_ATTACH_POOL = 0x05 // publisher -> subscriber: one publisher's pool (1 fd)
+export const KIND_DETACH_POOL = 0x06 // publisher -> subscriber: that pool's publisher closed
 
 export const MESSAGE_HEADER_BYTES = 32 // fixed part of a message frame, before the two ids
 export const CREDIT_HEADER_BYTES = 8 // fixed part of a credit frame, before the id
 export const HELLO_HEADER_BYTES = 4 // fixed part of a hello frame, before the node id
+export const POOL_FRAME_BYTES = 8 // attach-ring, attach-pool and detach-pool frames
 
 /** Longest endpoint or node id on the wire (a topology id is far shorter). */
 export const MAX_ID_BYTES = 255
@@ -44,6 +48,8 @@ export type Frame =
   | ({ readonly kind: typeof KIND_MESSAGE } & MessageHeader)
   | { readonly kind: typeof KIND_CREDIT; readonly target: string; readonly credits: number }
   | { readonly kind: typeof KIND_HELLO; readonly protocol: number; readonly node: string }
+  | { readonly kind: typeof KIND_ATTACH_RING; readonly transport: number }
+  | { readonly kind: typeof KIND_ATTACH_POOL | typeof KIND_DETACH_POOL; readonly pool: number }
 
 const encoder = new TextEncoder()
 // ignoreBOM: a leading U+FEFF is part of the id, not a mark to strip (ids must round-trip).
@@ -144,6 +150,29 @@ export function encodeHello(node: string, protocol = DATA_PROTOCOL_VERSION): Uin
   return frame
 }
 
+/**
+ * attach-ring: `04 tt 00 00 00 00 00 00` (tt: the transport id, 2), with the ring memfd, the
+ * subscriber's doorbell and the publisher's doorbell attached, in that order.
+ */
+export function encodeAttachRing(transport: number): Uint8Array {
+  if (!isByte(transport)) throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'transport must be an integer in 0..255')
+  const frame = new Uint8Array(POOL_FRAME_BYTES)
+  frame[0] = KIND_ATTACH_RING
+  frame[1] = transport
+  return frame
+}
+
+/** attach-pool (`05`, one fd) and detach-pool (`06`): `kk 00 00 00` then the pool id (u32). */
+export function encodePoolFrame(kind: typeof KIND_ATTACH_POOL | typeof KIND_DETACH_POOL, pool: number): Uint8Array {
+  if (!Number.isInteger(pool) || pool < 0 || pool > 0x7fffffff) {
+    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'pool id must be an integer in 0..2^31-1')
+  }
+  const frame = new Uint8Array(POOL_FRAME_BYTES)
+  frame[0] = kind
+  new DataView(frame.buffer).setUint32(4, pool, true)
+  return frame
+}
+
 function readId(frame: Uint8Array, offset: number, length: number, what: string): string {
   if (length === 0 || length > MAX_ID_BYTES) throw protocolError(`${what} length ${length} is outside 1..${MAX_ID_BYTES}`)
   try {
@@ -197,6 +226,20 @@ export function decodeFrame(frame: Uint8Array): Frame {
       const nodeLength = view.getUint16(2, true)
       if (frame.length !== HELLO_HEADER_BYTES + nodeLength) throw protocolError('hello frame length does not match its header')
       return { kind: KIND_HELLO, protocol: frame[1] as number, node: readId(frame, HELLO_HEADER_BYTES, nodeLength, 'node id') }
+    }
+    case KIND_ATTACH_RING:
+    case KIND_ATTACH_POOL:
+    case KIND_DETACH_POOL: {
+      const kind = frame[0]
+      if (frame.length !== POOL_FRAME_BYTES) throw protocolError(`frame kind ${kind} of ${frame.length} bytes (expected ${POOL_FRAME_BYTES})`)
+      if (kind === KIND_ATTACH_RING) {
+        if (view.getUint16(2, true) !== 0 || view.getUint32(4, true) !== 0) throw protocolError('attach-ring frame: reserved bytes are not zero')
+        return { kind, transport: frame[1] as number }
+      }
+      if (frame[1] !== 0 || view.getUint16(2, true) !== 0) throw protocolError(`frame kind ${kind}: reserved bytes are not zero`)
+      const pool = view.getUint32(4, true)
+      if (pool > 0x7fffffff) throw protocolError(`pool id ${pool} is outside 0..2^31-1`)
+      return { kind, pool }
     }
     default:
       throw protocolError(`unknown frame kind ${frame[0]}`)

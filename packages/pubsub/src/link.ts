@@ -11,7 +11,7 @@
 // publishers nothing but dropped messages (or, under 'wait', back-pressure).
 import { type Authorize, type Channel, connect, type Message as Frame } from '@ipc-pubsub/fdpass'
 import { guarded, PubSubError } from './errors.js'
-import { DATA_PROTOCOL_VERSION, decodeFrame, encodeCredit, encodeHello, KIND_CREDIT, KIND_HELLO, type MessageHeader } from './frames.js'
+import { DATA_PROTOCOL_VERSION, decodeFrame, encodeCredit, encodeHello, KIND_CREDIT, KIND_HELLO, KIND_MESSAGE, type MessageHeader } from './frames.js'
 import { closeFds, type Incoming, transportsById } from './transport.js'
 
 /** Channel limits of data links, on both ends: credits bound the queue, not these. */
@@ -260,6 +260,7 @@ export class InboundLink {
         return
       }
       if (decoded.kind === KIND_CREDIT) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'a publisher sent a credit frame')
+      if (decoded.kind !== KIND_MESSAGE) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `frame kind ${decoded.kind} before the pool transport was offered`)
       const node = this.#node
       if (node === undefined) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'message before hello')
       if (!this.#verified) this.#verify()

@@ -1,0 +1,111 @@
+// A binary buddy allocator over the byte range [0, size) of a publisher's pool. Pure
+// bookkeeping: it never touches the memory it hands out.
+//
+// Why buddy: pool blocks come back in any order (several subscribers, each releasing when its
+// user is done, some holding messages for long), so a ring allocator would be blocked by its
+// oldest held block. Buddy blocks are reusable as soon as they are freed, cost O(log size) to
+// allocate and free, and waste at most half of a block to rounding.
+//
+// Invariant: every byte of [0, size) is in exactly one block, which is either free (in
+// `#free[order]`) or allocated (in `#allocated`, offset -> order). Two free buddies of the same
+// order are always merged.
+
+/** Smallest block: a cache line, so two messages never share one. */
+export const MIN_BLOCK = 64
+
+export class BuddyAllocator {
+  /** Bytes managed: MIN_BLOCK << maxOrder. */
+  readonly size: number
+  readonly #maxOrder: number
+  // Free blocks per order, by offset. Sets: O(1) insert, delete and buddy lookup.
+  readonly #free: Set<number>[]
+  // Allocated blocks: offset -> order.
+  readonly #allocated = new Map<number, number>()
+  #used = 0
+
+  /** `size` must be MIN_BLOCK times a power of two. */
+  constructor(size: number) {
+    if (!Number.isSafeInteger(size) || size < MIN_BLOCK || size % MIN_BLOCK !== 0 || !isPowerOfTwo(size / MIN_BLOCK)) {
+      throw new RangeError(`pool size must be ${MIN_BLOCK} times a power of two, got ${size}`)
+    }
+    this.size = size
+    this.#maxOrder = Math.log2(size / MIN_BLOCK)
+    this.#free = Array.from({ length: this.#maxOrder + 1 }, () => new Set<number>())
+    ;(this.#free[this.#maxOrder] as Set<number>).add(0)
+  }
+
+  /** Bytes in allocated blocks (rounded up to block sizes). */
+  get used(): number {
+    return this.#used
+  }
+
+  /** Blocks allocated now. */
+  get count(): number {
+    return this.#allocated.size
+  }
+
+  /** The largest request that can ever succeed (the whole pool). */
+  get maxLength(): number {
+    return this.size
+  }
+
+  /** The bytes a request of `length` occupies. */
+  static blockSize(length: number): number {
+    let block = MIN_BLOCK
+    while (block < length) block *= 2
+    return block
+  }
+
+  /** Offset of a free block of at least `length` bytes, or -1 if none is free. */
+  allocate(length: number): number {
+    const order = orderFor(length)
+    if (order > this.#maxOrder) return -1
+    let from = order
+    while (from <= this.#maxOrder && (this.#free[from] as Set<number>).size === 0) from++
+    if (from > this.#maxOrder) return -1
+    const set = this.#free[from] as Set<number>
+    const offset = set.values().next().value as number
+    set.delete(offset)
+    // Split down to the order asked for: the upper halves stay free.
+    while (from > order) {
+      from--
+      ;(this.#free[from] as Set<number>).add(offset + (MIN_BLOCK << from))
+    }
+    this.#allocated.set(offset, order)
+    this.#used += MIN_BLOCK << order
+    return offset
+  }
+
+  /** True if `offset` is the start of an allocated block. */
+  isAllocated(offset: number): boolean {
+    return this.#allocated.has(offset)
+  }
+
+  /** Frees the block at `offset`. False (and nothing changes) if no block starts there. */
+  free(offset: number): boolean {
+    let order = this.#allocated.get(offset)
+    if (order === undefined) return false
+    this.#allocated.delete(offset)
+    this.#used -= MIN_BLOCK << order
+    let start = offset
+    while (order < this.#maxOrder) {
+      const buddy = start ^ (MIN_BLOCK << order)
+      const set = this.#free[order] as Set<number>
+      if (!set.delete(buddy)) break
+      start = Math.min(start, buddy)
+      order++
+    }
+    ;(this.#free[order] as Set<number>).add(start)
+    return true
+  }
+}
+
+function orderFor(length: number): number {
+  let order = 0
+  while (MIN_BLOCK << order < length) order++
+  return order
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0
+}

@@ -1,0 +1,525 @@
+// The pool transport (id 2, docs/PROTOCOL.md §9.7): each publisher owns one memfd (its pool),
+// allocated once, kept mapped, sealed against shrinking and growing, and mapped read-only by
+// every subscribing node it links to. A message is a block of the pool; what travels per
+// message is a 32-byte entry in a shared-memory ring per link (ring.ts), not a frame or an fd.
+//
+// Ownership, as in iceoryx2: the reference counts of blocks live in the publisher's process,
+// never in memory a subscriber can write. Each link remembers which blocks it handed out and
+// not yet got back, so a subscriber can release only what it was given (anything else closes
+// its link with ERR_PUBSUB_PROTOCOL), and everything a dead or departed subscriber held comes
+// back at once when its link closes.
+import { closeSync } from 'node:fs'
+import { Doorbell } from '@ipc-pubsub/fdpass'
+import { Segment } from '@ipc-pubsub/shm'
+import { BuddyAllocator } from './buddy.js'
+import { PubSubError } from './errors.js'
+import { RingPublisherEnd, RingSubscriberEnd, ringBytes, type Submission } from './ring.js'
+import type { Incoming } from './transport.js'
+
+/** The transport byte of pool attach frames and ring entries. */
+export const POOL_TRANSPORT_ID = 2
+/** Default pool size of a publisher: 64 MiB of address space, touched only as it is used. */
+export const DEFAULT_POOL_SIZE = 64 * 1024 * 1024
+export const MIN_POOL_SIZE = 64 * 1024
+export const MAX_POOL_SIZE = 1024 * 1024 * 1024
+/** Submission and completion entries of a link's ring. */
+export const RING_SUBMISSIONS = 4096
+export const RING_COMPLETIONS = 8192
+/** A ring entry whose pool is this says: the payload is the next segment frame on the socket. */
+export const SEGMENT_MARKER = -1
+
+function protocolError(message: string): PubSubError {
+  return new PubSubError('ERR_PUBSUB_PROTOCOL', `pool transport: ${message}`)
+}
+
+// ---- publisher side ----
+
+/**
+ * A publisher's pool: the memory and who holds which block. A block is held by the writer
+ * from allocate() until it lets go (after handing it to every link), and by each ring entry
+ * that carries it until that subscriber releases it.
+ */
+export class PublisherPool {
+  /** The pool's id on the wire: the publisher endpoint's number (`<node>/<n>`). */
+  readonly id: number
+  readonly size: number
+  readonly #segment: Segment
+  readonly #allocator: BuddyAllocator
+  readonly #holds = new Map<number, number>() // block offset -> holders
+  #closed = false
+
+  constructor(id: number, size: number) {
+    this.id = id
+    this.size = size
+    this.#allocator = new BuddyAllocator(size)
+    this.#segment = Segment.create(size, { name: 'ipc-pubsub-pool' })
+    // Writes must stay possible (the pool is rewritten), so no write seal: subscribers map it
+    // read-only. Shrink and grow are sealed so no mapping of it can ever SIGBUS.
+    this.#segment.seal('shrink', 'grow', 'seal')
+  }
+
+  get fd(): number {
+    return this.#segment.fd
+  }
+
+  /** The whole pool, writable (publisher side only). */
+  get bytes(): Uint8Array {
+    return this.#segment.bytes
+  }
+
+  /** Bytes in blocks that are held. */
+  get used(): number {
+    return this.#allocator.used
+  }
+
+  /** The largest payload a block can hold. */
+  get maxLength(): number {
+    return this.#allocator.maxLength
+  }
+
+  /** A block of at least `length` bytes, held once by the caller; -1 if the pool is full. */
+  allocate(length: number): number {
+    if (this.#closed) return -1
+    const offset = this.#allocator.allocate(length)
+    if (offset >= 0) this.#holds.set(offset, 1)
+    return offset
+  }
+
+  hold(offset: number): void {
+    this.#holds.set(offset, (this.#holds.get(offset) ?? 0) + 1)
+  }
+
+  /** Drops one hold; the block is free again when the last one goes. */
+  letGo(offset: number): void {
+    const holds = this.#holds.get(offset)
+    if (holds === undefined) return
+    if (holds > 1) this.#holds.set(offset, holds - 1)
+    else {
+      this.#holds.delete(offset)
+      this.#allocator.free(offset)
+    }
+  }
+
+  /**
+   * Unmaps the publisher's view (subscribers keep theirs until they let go). Views handed
+   * out earlier (loans) read zeros afterwards, as with any closed segment. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#segment.close()
+  }
+}
+
+/** What a link's pool sender reports. */
+export interface PoolSenderEvents {
+  /** The subscriber granted `count` credits to its subscription number `target`. */
+  credit(target: number, count: number): void
+  /** The subscriber rang us after we went to sleep (completions arrived). */
+  woke(): void
+}
+
+interface Attached {
+  readonly pool: PublisherPool
+  // Blocks given to this link and not released yet: offset -> entries carrying it.
+  readonly given: Map<number, number>
+}
+
+/**
+ * The publisher's end of one pool link: the ring, both doorbells, the pools attached to the
+ * link and what the link holds of each.
+ */
+export class PoolSender {
+  readonly ring: RingPublisherEnd
+  readonly #ringSegment: Segment
+  readonly #subscriberBell: Doorbell
+  readonly #publisherBell: Doorbell
+  readonly #attached = new Map<number, Attached>()
+  // Pools detached from this link: late releases of their blocks are not errors.
+  readonly #detached = new Set<number>()
+  readonly #events: PoolSenderEvents
+  #sleeping = false
+  #closed = false
+
+  constructor(events: PoolSenderEvents) {
+    this.#events = events
+    const bytes = ringBytes(RING_SUBMISSIONS, RING_COMPLETIONS)
+    this.#ringSegment = Segment.create(bytes, { name: 'ipc-pubsub-ring' })
+    try {
+      this.#ringSegment.seal('shrink', 'grow', 'seal')
+      this.ring = RingPublisherEnd.format(this.#ringSegment.buffer, 0, RING_SUBMISSIONS, RING_COMPLETIONS)
+      this.#subscriberBell = Doorbell.create()
+      try {
+        this.#publisherBell = Doorbell.create()
+      } catch (error) {
+        this.#subscriberBell.close()
+        throw error
+      }
+    } catch (error) {
+      this.#ringSegment.close()
+      throw error
+    }
+    // Watched only while asleep: an idle link costs nothing.
+  }
+
+  /** The fds of the attach-ring frame: ring memfd, the subscriber's doorbell, ours. */
+  get attachFds(): number[] {
+    return [this.#ringSegment.fd, this.#subscriberBell.fd, this.#publisherBell.fd]
+  }
+
+  isAttached(pool: PublisherPool): boolean {
+    return this.#attached.get(pool.id)?.pool === pool
+  }
+
+  /** Records `pool` as attached (the caller sends the attach-pool frame with its fd). */
+  attach(pool: PublisherPool): void {
+    this.#attached.set(pool.id, { pool, given: new Map() })
+    this.#detached.delete(pool.id)
+  }
+
+  /**
+   * Forgets `pool` on this link (its publisher closed): blocks the link still holds are let
+   * go (the subscriber's mapping keeps its own pages). The caller sends the detach frame.
+   */
+  detach(pool: PublisherPool): boolean {
+    const attached = this.#attached.get(pool.id)
+    if (attached?.pool !== pool) return false
+    this.#attached.delete(pool.id)
+    for (const [offset, count] of attached.given) for (let i = 0; i < count; i++) pool.letGo(offset)
+    this.#detached.add(pool.id)
+    if (this.#detached.size > 1024) this.#detached.delete(this.#detached.values().next().value as number)
+    return true
+  }
+
+  /** Ring slots free now (completions are drained first, so a full ring frees what it can). */
+  room(): number {
+    return this.ring.room()
+  }
+
+  /** Writes one entry for `pool`'s block (the pool must be attached). Visible after flush(). */
+  submit(pool: PublisherPool, offset: number, length: number, target: number, seq: number, timestamp: bigint): void {
+    const attached = this.#attached.get(pool.id) as Attached
+    attached.given.set(offset, (attached.given.get(offset) ?? 0) + 1)
+    pool.hold(offset)
+    this.ring.write(pool.id, offset, length, target, seq, timestamp)
+  }
+
+  /** Writes a marker: this target's next message is the next segment frame on the socket. */
+  marker(length: number, target: number, seq: number, timestamp: bigint): void {
+    this.ring.write(SEGMENT_MARKER, 0, length, target, seq, timestamp)
+  }
+
+  /** Makes written entries visible, ringing the subscriber if it sleeps. */
+  flush(): void {
+    if (this.ring.publish()) this.#subscriberBell.ring()
+  }
+
+  /**
+   * Takes every completion the subscriber pushed: releases let blocks go, credits go to the
+   * events. Throws ERR_PUBSUB_PROTOCOL for a release of a block this link does not hold.
+   */
+  drain(): number {
+    if (this.#closed) return 0
+    return this.ring.drainCompletions(this.#completion)
+  }
+
+  readonly #completion = (a: number, b: number): void => {
+    if (a < 0) {
+      if (b === 0) throw protocolError('a credit entry of 0 credits')
+      this.#events.credit(-(a + 1), b)
+      return
+    }
+    const attached = this.#attached.get(a)
+    if (attached === undefined) {
+      if (this.#detached.has(a)) return
+      throw protocolError(`release of pool ${a}, which was never attached`)
+    }
+    const count = attached.given.get(b)
+    if (count === undefined) throw protocolError(`release of block ${b} of pool ${a}, which this link does not hold`)
+    if (count > 1) attached.given.set(b, count - 1)
+    else attached.given.delete(b)
+    attached.pool.letGo(b)
+  }
+
+  /**
+   * Asks to be woken when completions arrive (back-pressure: no credit or no pool space).
+   * Returns false if some arrived meanwhile: drain instead.
+   */
+  sleep(): boolean {
+    if (this.#closed) return true
+    if (!this.ring.sleep()) return false
+    if (!this.#sleeping) {
+      this.#sleeping = true
+      this.#publisherBell.watch(() => {
+        this.#sleeping = false
+        this.#publisherBell.unwatch()
+        this.ring.wake()
+        this.#events.woke()
+      })
+    }
+    return true
+  }
+
+  /** Blocks this link holds (for tests and stats). */
+  get held(): number {
+    let count = 0
+    for (const attached of this.#attached.values()) for (const n of attached.given.values()) count += n
+    return count
+  }
+
+  /**
+   * Lets go of everything the link holds (the subscriber is gone or unlinked) and closes the
+   * ring and doorbells. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    for (const attached of [...this.#attached.values()]) this.detach(attached.pool)
+    this.#publisherBell.close()
+    this.#subscriberBell.close()
+    this.#ringSegment.close()
+  }
+}
+
+// ---- subscriber side ----
+
+/** A pool mapped at a subscriber: read-only, kept while messages of it are held. */
+class MappedPool {
+  readonly segment: Segment
+  readonly bytes: Uint8Array
+  readonly size: number
+  held = 0
+  detached = false
+
+  constructor(segment: Segment) {
+    this.segment = segment
+    this.bytes = segment.bytes
+    this.size = segment.size
+  }
+
+  maybeUnmap(): void {
+    if (this.detached && this.held === 0) this.segment.close()
+  }
+}
+
+/** What a pool receiver hands up. */
+export interface PoolReceiverHost {
+  /** One message from the ring. Returns false if nobody wants it (its block is released). */
+  deliver(entry: Submission, incoming: Incoming): void
+  /**
+   * A segment marker: the message is the next segment frame of this link. Returns false if
+   * that frame has not been read off the socket yet: draining pauses until resume().
+   */
+  marker(entry: Submission): boolean
+  /** The ring was found corrupt: the link must close. */
+  fail(error: Error): void
+}
+
+// GC fallback for pool messages dropped without release(): the block goes back when the
+// message's data view is collected. The token must not reference the view.
+interface BlockToken {
+  receiver: PoolReceiver
+  pool: MappedPool
+  id: number
+  offset: number
+  done: boolean
+}
+const unreleased = new FinalizationRegistry<BlockToken>((token) => {
+  if (token.done) return
+  token.done = true
+  token.receiver.release(token.pool, token.id, token.offset)
+})
+
+/**
+ * The subscriber's end of one pool link. Every entry is checked against the pools this link
+ * attached before it is believed: a publisher can only ever corrupt its own stream.
+ */
+export class PoolReceiver {
+  readonly #ringSegment: Segment
+  readonly #ring: RingSubscriberEnd
+  readonly #subscriberBell: Doorbell
+  readonly #publisherBell: Doorbell
+  readonly #pools = new Map<number, MappedPool>()
+  readonly #host: PoolReceiverHost
+  readonly #entry: Submission = { pool: 0, offset: 0, length: 0, target: 0, seq: 0, timestamp: 0n }
+  // Completions that did not fit the ring; pushed as it frees.
+  readonly #backlog: number[] = []
+  #paused = false
+  #draining = false
+  #closed = false
+
+  /** Takes the three fds of an attach-ring frame (closes them all if it throws). */
+  constructor(fds: readonly number[], host: PoolReceiverHost) {
+    this.#host = host
+    const [ringFd, subscriberFd, publisherFd] = fds as [number, number, number]
+    const opened: { close(): void }[] = []
+    try {
+      this.#ringSegment = Segment.fromFd(ringFd, { requireSeals: ['shrink', 'grow'], name: 'pool ring' })
+      opened.push(this.#ringSegment)
+      this.#ring = RingSubscriberEnd.open(this.#ringSegment.buffer)
+      this.#subscriberBell = Doorbell.fromFd(subscriberFd)
+      opened.push(this.#subscriberBell)
+      this.#publisherBell = Doorbell.fromFd(publisherFd)
+    } catch (error) {
+      for (const item of opened) item.close()
+      closeQuietly(fds.slice(opened.length))
+      throw protocolError(`unusable attach-ring descriptors (${(error as { code?: string }).code ?? (error as Error).message})`)
+    }
+    this.#subscriberBell.watch(() => this.drain())
+  }
+
+  /** Maps a pool the publisher attached (owns `fd` from the call on). */
+  attachPool(id: number, fd: number): void {
+    if (this.#pools.has(id)) {
+      closeQuietly([fd])
+      throw protocolError(`pool ${id} attached twice`)
+    }
+    let segment: Segment
+    try {
+      segment = Segment.fromFd(fd, { readonly: true, requireSeals: ['shrink', 'grow'], name: `pool ${id}` })
+    } catch (error) {
+      throw protocolError(`unusable pool fd (${(error as { code?: string }).code ?? (error as Error).message})`)
+    }
+    this.#pools.set(id, new MappedPool(segment))
+  }
+
+  /** The publisher closed pool `id`: take what is left of it in the ring, then let it go. */
+  detachPool(id: number): void {
+    this.drain()
+    const pool = this.#pools.get(id)
+    if (pool === undefined) throw protocolError(`detach of pool ${id}, which is not attached`)
+    this.#pools.delete(id)
+    pool.detached = true
+    pool.maybeUnmap()
+  }
+
+  /** Resumes a drain paused on a segment marker (its frame arrived). */
+  resume(): void {
+    if (!this.#paused) return
+    this.#paused = false
+    this.drain()
+  }
+
+  /** Takes everything the ring holds, then sleeps (or carries on if more came meanwhile). */
+  drain(): void {
+    if (this.#closed || this.#draining || this.#paused) return
+    this.#draining = true
+    try {
+      const ring = this.#ring
+      const entry = this.#entry
+      for (;;) {
+        let count = ring.available()
+        while (count > 0) {
+          ring.peek(entry)
+          if (entry.pool === SEGMENT_MARKER) {
+            if (!this.#host.marker(entry)) {
+              this.#paused = true
+              ring.commit()
+              return
+            }
+          } else {
+            this.#take(entry)
+          }
+          ring.advance()
+          count--
+          if (this.#closed) return
+        }
+        ring.commit()
+        if (ring.sleep()) return
+      }
+    } catch (error) {
+      this.#host.fail(error as Error)
+    } finally {
+      this.#draining = false
+    }
+  }
+
+  #take(entry: Submission): void {
+    const pool = this.#pools.get(entry.pool)
+    if (pool === undefined) throw protocolError(`an entry names pool ${entry.pool}, which is not attached`)
+    const end = entry.offset + entry.length
+    if (end > pool.size) throw protocolError(`block ${entry.offset}+${entry.length} is outside pool ${entry.pool} of ${pool.size} bytes`)
+    const data = pool.bytes.subarray(entry.offset, end)
+    pool.held++
+    const token: BlockToken = { receiver: this, pool, id: entry.pool, offset: entry.offset, done: false }
+    unreleased.register(data, token, token)
+    const incoming: Incoming = {
+      data,
+      release: () => {
+        if (token.done) return
+        token.done = true
+        unreleased.unregister(token)
+        this.release(pool, token.id, token.offset)
+      },
+    }
+    this.#host.deliver(entry, incoming)
+  }
+
+  /** Gives a block of `pool` (attached as `id`) back to the publisher. */
+  release(pool: MappedPool, id: number, offset: number): void {
+    pool.held--
+    pool.maybeUnmap()
+    // A detached pool's publisher is gone: nobody reads the completion, and the id may be
+    // attached again to another pool.
+    if (!pool.detached) this.#complete(id, offset)
+  }
+
+  /** Grants `count` credits to subscription number `target`. */
+  credit(target: number, count: number): void {
+    this.#complete(-(target + 1), count)
+  }
+
+  #complete(a: number, b: number): void {
+    if (this.#closed) return
+    try {
+      const ring = this.#ring
+      if (this.#backlog.length > 0 || ring.completionRoom() === 0) {
+        this.#backlog.push(a, b)
+        this.#flushBacklog()
+        return
+      }
+      ring.writeCompletion(a, b)
+      if (ring.publishCompletions()) this.#publisherBell.ring()
+    } catch (error) {
+      this.#host.fail(error as Error)
+    }
+  }
+
+  #flushBacklog(): void {
+    const ring = this.#ring
+    let room = ring.completionRoom()
+    let i = 0
+    while (room > 0 && i < this.#backlog.length) {
+      ring.writeCompletion(this.#backlog[i] as number, this.#backlog[i + 1] as number)
+      i += 2
+      room--
+    }
+    this.#backlog.splice(0, i)
+    if (i > 0 && ring.publishCompletions()) this.#publisherBell.ring()
+    // The publisher drains as it publishes; one that is idle is rung above when it sleeps.
+    if (this.#backlog.length > 0) setImmediate(() => !this.#closed && this.#flushBacklog())
+  }
+
+  /** Stops watching; held messages keep their pools mapped until released. Idempotent. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#subscriberBell.close()
+    this.#publisherBell.close()
+    this.#ringSegment.close()
+    for (const pool of this.#pools.values()) {
+      pool.detached = true
+      pool.maybeUnmap()
+    }
+    this.#pools.clear()
+  }
+}
+
+// Received fds are untracked (fdpass hands them over that way), so a plain close is right.
+function closeQuietly(fds: readonly number[]): void {
+  for (const fd of fds) {
+    try {
+      closeSync(fd)
+    } catch {}
+  }
+}
