@@ -1,5 +1,9 @@
 export { type ConnectOptions, connect, PubSubNode, type PubSubNodeEvents } from './node.js'
 export { PubSubError, type PubSubErrorCode } from './errors.js'
+// Errors a user can receive from the layers below (see the README's error table): one import.
+export { FdpassError, type FdpassErrorCode } from '@ipc-pubsub/fdpass'
+export { ShmError, type ShmErrorCode } from '@ipc-pubsub/shm'
+export { TopologyError, type TopologyErrorCode } from '@ipc-pubsub/topology'
 export { DATA_PROTOCOL_VERSION } from './frames.js'
 export { Message } from './message.js'
 export { Publisher, type PublisherEvents } from './publisher.js'

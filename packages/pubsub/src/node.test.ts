@@ -425,6 +425,57 @@ describe('arguments and the closed state', () => {
     expectCode(() => pub.publish('late'), 'ERR_PUBSUB_CLOSED')
   })
 
+  it("aborting a subscription's signal ends it with an AbortError, on `closed` and in a for await (issue 12, item 9)", async () => {
+    const topic = freshTopic('abort')
+    const pub = pubNode.publisher(topic)
+    const controller = new AbortController()
+    const sub = subNode.subscribe(topic, { signal: controller.signal })
+    await pub.waitForSubscribers()
+    pub.publish('before the abort')
+    const seen: string[] = []
+    const loop = (async () => {
+      for await (const message of sub) {
+        seen.push(message.text())
+        message.release()
+        controller.abort(new Error('enough'))
+      }
+    })()
+    const thrown = await loop.then(
+      () => undefined,
+      (error: unknown) => error,
+    )
+    expect(seen).toEqual(['before the abort'])
+    expect(thrown).toMatchObject({ name: 'AbortError', code: 'ERR_PUBSUB_ABORTED' })
+    expect(PubSubError.isInstance(thrown)).toBe(true)
+    expect((thrown as Error).cause).toEqual(new Error('enough'))
+    expect(await sub.closed).toBe(thrown)
+
+    // Already aborted: ended at once, the same way; a normal close() settles with undefined.
+    const early = subNode.subscribe(topic, { signal: AbortSignal.abort() })
+    expect(await early.closed).toMatchObject({ name: 'AbortError', code: 'ERR_PUBSUB_ABORTED' })
+    await expect(early[Symbol.asyncIterator]().next()).rejects.toMatchObject({ code: 'ERR_PUBSUB_ABORTED' })
+    const normal = subNode.subscribe(topic, { signal: new AbortController().signal })
+    await normal.close()
+    expect(await normal.closed).toBeUndefined()
+    await pub.close()
+  })
+
+  it('every error class a user can receive is exported from the package (issue 12, item 9)', async () => {
+    const index = await import('./index.js')
+    const fdpass = await import('@ipc-pubsub/fdpass')
+    const shm = await import('@ipc-pubsub/shm')
+    const topology = await import('@ipc-pubsub/topology')
+    expect(index.FdpassError).toBe(fdpass.FdpassError)
+    expect(index.ShmError).toBe(shm.ShmError)
+    expect(index.TopologyError).toBe(topology.TopologyError)
+    // connect() with a bad domain: the TopologyError users can match with the export.
+    const error = await connect({ domain: 'bad domain!' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(index.TopologyError.isInstance(error)).toBe(true)
+  })
+
   it('close() and destroy() are idempotent, on nodes, publishers and subscriptions', async () => {
     const node = await connect({ domain, name: 'idempotent' })
     const topic = freshTopic('idempotent')

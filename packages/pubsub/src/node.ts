@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { type Authorize, listen, type Server } from '@ipc-pubsub/fdpass'
 import { type EndpointInfo, type Json, join, type NodeInfo, type TopologyChange, type TopologyClient } from '@ipc-pubsub/topology'
-import { checkSignal, PubSubError } from './errors.js'
+import { abortError, checkSignal, PubSubError } from './errors.js'
 import type { MessageHeader } from './frames.js'
 import { InboundLink, LINK_CHANNEL_OPTIONS, OutboundLink, type RemoteSubscription } from './link.js'
 import { Publisher, type Target } from './publisher.js'
@@ -211,9 +211,10 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
     this.#topic(topic).subscriptions.add(subscription)
     const signal = resolved.signal
     if (signal !== undefined) {
-      if (signal.aborted) void subscription.close()
+      // Ended by its signal: an AbortError, not the quiet end of close().
+      if (signal.aborted) void subscription.destroy(abortError('subscription', signal))
       else {
-        const onAbort = () => void subscription.close()
+        const onAbort = () => void subscription.destroy(abortError('subscription', signal))
         signal.addEventListener('abort', onAbort, { once: true })
         void subscription.closed.then(() => signal.removeEventListener('abort', onAbort))
       }

@@ -38,7 +38,10 @@ export interface SubscribeOptions {
    * process warning (code IPC_PUBSUB_HELD_MESSAGES) is emitted once. Default 1024.
    */
   maxHeld?: number
-  /** Closes the subscription when aborted. */
+  /**
+   * Ends the subscription when aborted, with an AbortError (name 'AbortError', code
+   * ERR_PUBSUB_ABORTED): `closed` settles with it and a `for await` loop throws it.
+   */
   signal?: AbortSignal
 }
 

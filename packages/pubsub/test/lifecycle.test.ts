@@ -35,8 +35,6 @@ async function within(promise: Promise<unknown>, ms: number): Promise<'done' | '
 }
 
 describe('close() and destroy() with a subscriber that reads nothing', () => {
-  afterEach(killAll)
-
   it('destroy() cuts a pending close() short; close() alone gives up at its deadline', async () => {
     const domain = uniqueDomain('stuck-close')
     const topic = 'stuck'
@@ -49,7 +47,7 @@ describe('close() and destroy() with a subscriber that reads nothing', () => {
     await victim.subscribe(topic, { queueSize: 4096 })
     const rescued = await node(domain, 'rescued')
     const patient = await node(domain, 'patient')
-    const errors: { code: unknown }[] = []
+    const errors: { code?: unknown }[] = []
     patient.on('error', (error) => errors.push(error as { code?: unknown }))
     const publishers = [rescued.publisher(topic), patient.publisher(topic)]
     await Promise.all(publishers.map((publisher) => publisher.waitForSubscribers()))
