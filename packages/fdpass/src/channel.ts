@@ -153,6 +153,11 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * Fd ownership: fds passed to `send` stay the caller's (the kernel duplicates them into the
  * peer; a frame that has to wait in the queue holds its own duplicates). Received fds belong
  * to whoever takes the Message; fds nobody took are closed when the channel closes.
+ *
+ * Threads: the channel's socket, queued duplicates and buffered received fds are closed when
+ * the thread that opened them ends (even by `worker.terminate()`). Received fds handed to you
+ * are not: close them, pass them to `Segment.fromFd`, or register them with
+ * `closeFdOnThreadExit`.
  */
 export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterable<Message>, AsyncDisposable {
   /** The peer's pid, uid and gid, from the kernel (SO_PEERCRED), not from the peer's word. */
@@ -415,7 +420,7 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
     const iterator: AsyncIterableIterator<Message> = {
       next: () => {
         if (finished) return Promise.resolve({ done: true, value: undefined })
-        const message = this.#inbox.shift()
+        const message = this.#shiftInbox()
         if (message !== undefined) {
           this.#update()
           return Promise.resolve({ done: false, value: message })
@@ -560,8 +565,18 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
         return
       }
     }
+    // While buffered, the fds are ours: they close with this thread if it ends first.
+    for (const fd of message.fds) native.trackFd(fd)
     this.#inbox.push(message)
     this.#scheduleInboxDrain()
+  }
+
+  // Hands a buffered message over: from here its fds are the taker's, untracked (the taker
+  // may close them any way it likes, so no hook may stay behind on their numbers).
+  #shiftInbox(): Message | undefined {
+    const message = this.#inbox.shift()
+    if (message !== undefined) for (const fd of message.fds) native.untrackFd(fd)
+    return message
   }
 
   // Frames buffered before a 'message' listener was added go to it first, in order.
@@ -571,7 +586,7 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
     process.nextTick(() => {
       this.#scheduledDrain = false
       while (this.#inbox.length > 0 && this.listenerCount('message') > 0) {
-        this.emit('message', this.#inbox.shift()!)
+        this.emit('message', this.#shiftInbox()!)
       }
       this.#update()
     })

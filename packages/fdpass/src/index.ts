@@ -12,3 +12,4 @@ export {
 export { type ConnectOptions, connect } from './connect.js'
 export { FdpassError, type FdpassErrorCode } from './errors.js'
 export { type Authorize, type ListenOptions, listen, Server, type ServerEvents } from './server.js'
+export { cancelCloseFdOnThreadExit, closeFdOnThreadExit } from './thread-exit.js'

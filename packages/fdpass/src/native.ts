@@ -29,6 +29,7 @@ export const SCM_RIGHTS = 1 // cmsg type: an array of int fds
 
 // fcntl(2)
 export const F_DUPFD_CLOEXEC = 1030 // dup to the lowest free fd >= arg, with O_CLOEXEC
+export const F_GETFD = 1 // read the fd flags: fails with EBADF when the fd is not open
 
 // poll(2)
 export const POLLRDHUP = 0x2000 // the peer closed or shut down writing
@@ -36,6 +37,7 @@ export const POLLRDHUP = 0x2000 // the peer closed or shut down writing
 // errno values this package tests for by number (the rest are named via os.constants.errno)
 export const EAGAIN = 11 // would block (also: backlog full on a Unix connect)
 export const EINTR = 4 // interrupted by a signal: retry
+export const EBADF = 9 // not an open fd
 export const ECONNABORTED = 103 // accept4: the connection died in the backlog
 export const EMFILE = 24 // process fd table full
 export const ENFILE = 23 // system fd table full
@@ -87,6 +89,90 @@ const fcntl = libc.func('int fcntl(int fd, int cmd, ...)')
 const close = libc.func('int close(int fd)')
 const poll = libc.func('int poll(void *fds, uint64_t nfds, int timeout)')
 
+// --- fds that close with their thread --------------------------------------------------
+//
+// fds opened through koffi belong to the process, not to the Node environment (main thread or
+// worker) that opened them: a worker that is terminate()d or crashes would leave them open (a
+// listening socket keeps its name bound, and nobody answers). Node runs an environment's
+// cleanup hooks when that environment ends, however it ends, and a hook is a C function called
+// with one pointer. libc's close(int) called with the fd as that pointer closes it (x86_64 and
+// aarch64 pass the first argument in one register; the int is its low half). So every fd this
+// package opens is registered as a hook (close, fd) and unregistered before we close it.
+//
+// Invariants, all enforced through THREAD_FDS:
+// - Node aborts the process (CHECK) when one environment registers the same (fn, arg) pair
+//   twice: a fd is registered only if absent from this thread's set.
+// - A hook must never outlive its fd (the number is reused by the next open, and the hook
+//   would close someone else's file): unregister first, then close.
+// - The set is per thread (globalThis is) and shared by every copy of @ipc-pubsub/fdpass and
+//   @ipc-pubsub/shm loaded in that thread, so two copies never register one fd twice. Both
+//   resolve the same `close` address, so their pairs are identical.
+// If the node binary does not export these C++ symbols (another build of Node), nothing is
+// tracked and fds behave as before: closed by our code, or at process exit.
+
+const THREAD_FDS = Symbol.for('ipc-pubsub.thread-fds') // per-thread Set<number> of registered fds
+const ADD_HOOK = '_ZN4node25AddEnvironmentCleanupHookEPN2v87IsolateEPFvPvES3_' // node::AddEnvironmentCleanupHook(v8::Isolate*, void(*)(void*), void*)
+const REMOVE_HOOK = '_ZN4node28RemoveEnvironmentCleanupHookEPN2v87IsolateEPFvPvES3_' // node::RemoveEnvironmentCleanupHook(same)
+const ISOLATE_GET_CURRENT = '_ZN2v87Isolate10GetCurrentEv' // v8::Isolate::GetCurrent()
+
+interface CleanupHooks {
+  add(fd: number): void
+  remove(fd: number): void
+}
+
+let cleanupHooks: CleanupHooks | null | undefined // undefined: not resolved yet; null: unavailable
+
+function resolveCleanupHooks(): CleanupHooks | null {
+  try {
+    const node = koffi.load(null as unknown as string) // the running executable's own symbols
+    const getCurrent = node.func(`void *${ISOLATE_GET_CURRENT}()`)
+    const addHook = node.func(`void ${ADD_HOOK}(void *isolate, void *fn, void *arg)`)
+    const removeHook = node.func(`void ${REMOVE_HOOK}(void *isolate, void *fn, void *arg)`)
+    const dlsym = libc.func('void *dlsym(void *handle, const char *symbol)')
+    const closeAddress = dlsym(null, 'close')
+    if (!closeAddress) return null
+    return {
+      add: (fd) => addHook(getCurrent(), closeAddress, BigInt(fd)),
+      remove: (fd) => removeHook(getCurrent(), closeAddress, BigInt(fd)),
+    }
+  } catch {
+    return null
+  }
+}
+
+function threadFds(): Set<number> {
+  const holder = globalThis as { [THREAD_FDS]?: Set<number> }
+  let set = holder[THREAD_FDS]
+  if (set === undefined) {
+    set = new Set()
+    holder[THREAD_FDS] = set
+  }
+  return set
+}
+
+/** True when this Node build lets fds be closed at thread exit (see closeFdOnThreadExit). */
+export function threadExitTrackingAvailable(): boolean {
+  if (cleanupHooks === undefined) cleanupHooks = resolveCleanupHooks()
+  return cleanupHooks !== null
+}
+
+/** Registers fd to be closed when this thread's Node environment ends. Idempotent. */
+export function trackFd(fd: number): void {
+  if (!threadExitTrackingAvailable()) return
+  const set = threadFds()
+  if (set.has(fd)) return
+  set.add(fd)
+  cleanupHooks!.add(fd)
+}
+
+/** Undoes trackFd(fd); call before closing fd. Idempotent. */
+export function untrackFd(fd: number): void {
+  if (cleanupHooks == null) return
+  const set = threadFds()
+  if (!set.delete(fd)) return
+  cleanupHooks.remove(fd)
+}
+
 /** A failed call: the syscall's name and the positive errno read right after it. */
 export class NativeError extends Error {
   constructor(
@@ -105,6 +191,7 @@ function fail(syscall: string): never {
 export function socketSeqpacket(): number {
   const fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number
   if (fd < 0) fail('socket')
+  trackFd(fd)
   return fd
 }
 
@@ -121,20 +208,36 @@ export function connectFd(fd: number, addr: Buffer): void {
   if ((connect(fd, addr, addr.length) as number) < 0) fail('connect')
 }
 
-/** accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC: the new fd, or -errno (EAGAIN when none waits). */
+/**
+ * accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC: the new fd (closed with this thread, see trackFd),
+ * or -errno (EAGAIN when none waits).
+ */
 export function acceptFd(fd: number): number {
   const got = accept4(fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC) as number
-  return got < 0 ? -koffi.errno() : got
+  if (got < 0) return -koffi.errno()
+  trackFd(got)
+  return got
 }
 
-/** Duplicates fd (close-on-exec), or returns -errno. */
+/** Duplicates fd (close-on-exec; closed with this thread, see trackFd), or returns -errno. */
 export function dupFd(fd: number): number {
   const got = fcntl(fd, F_DUPFD_CLOEXEC, 'int', 0) as number
-  return got < 0 ? -koffi.errno() : got
+  if (got < 0) return -koffi.errno()
+  trackFd(got)
+  return got
 }
 
-/** Closes fd; errors are ignored (after close(2) the fd is gone whatever it returns). */
+/** True when fd is an open descriptor of this process. */
+export function fdIsOpen(fd: number): boolean {
+  return (fcntl(fd, F_GETFD) as number) >= 0
+}
+
+/**
+ * Closes fd, after removing its thread-exit hook if it has one; errors are ignored (after
+ * close(2) the fd is gone whatever it returns).
+ */
 export function closeFd(fd: number): void {
+  untrackFd(fd)
   close(fd)
 }
 

@@ -2,7 +2,8 @@
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process'
 import { readdirSync, readSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { Worker, type WorkerOptions } from 'node:worker_threads'
 
 export const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const fixture = join(packageDir, 'test', 'fixtures', 'child.ts')
@@ -129,4 +130,39 @@ export function readFdU32(fd: number): number {
   const buf = Buffer.alloc(4)
   readSync(fd, buf, 0, 4, 0)
   return buf.readUInt32LE(0)
+}
+
+/** Path of test/fixtures/<name>.ts. */
+export function fixturePath(name: string): string {
+  return join(packageDir, 'test', 'fixtures', `${name}.ts`)
+}
+
+/**
+ * Starts test/fixtures/<name>.ts in a worker thread. A worker does not inherit the test
+ * runner's loader, and Node 20 ignores `--import` in a worker's execArgv, so the worker first
+ * registers tsx's loader and then imports the TypeScript fixture.
+ */
+export function startWorker(name: string, workerData: unknown, options: WorkerOptions = {}): Worker {
+  const url = pathToFileURL(fixturePath(name)).href
+  const code = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(url)}) })`
+  return new Worker(code, { ...options, eval: true, workerData })
+}
+
+/** The next message of this type from a worker; rejects if the worker exits first. */
+export function nextFromWorker(worker: Worker, type: string, timeoutMs = 30_000): Promise<ChildMessage> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error(`worker: no '${type}' message within ${timeoutMs} ms`)), timeoutMs)
+    const onMessage = (message: ChildMessage) => {
+      if (message?.type === type) done(undefined, message)
+    }
+    const onError = (error: Error) => done(error)
+    const onExit = (code: number) => done(new Error(`worker exited (${code}) before '${type}'`))
+    function done(error: Error | undefined, message?: ChildMessage): void {
+      clearTimeout(timer)
+      worker.off('message', onMessage).off('error', onError).off('exit', onExit)
+      if (error === undefined) resolve(message!)
+      else reject(error)
+    }
+    worker.on('message', onMessage).on('error', onError).on('exit', onExit)
+  })
 }

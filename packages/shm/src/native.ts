@@ -50,6 +50,91 @@ const close = libc.func('int close(int fd)')
 const shm_open = libc.func('int shm_open(const char *name, int oflag, uint32_t mode)')
 const shm_unlink = libc.func('int shm_unlink(const char *name)')
 
+// --- fds that close with their thread --------------------------------------------------
+//
+// fds opened through koffi belong to the process, not to the Node environment (main thread or
+// worker) that opened them: a worker that is terminate()d or crashes would leave its segments'
+// fds open. Node runs an environment's cleanup hooks when it ends, however it ends; a hook is a
+// C function called with one pointer, and libc's close(int) called with the fd as that pointer
+// closes it (x86_64 and aarch64 pass the first argument in one register). So every fd a
+// Segment holds is registered as a hook (close, fd) and unregistered before we close it.
+// @ipc-pubsub/fdpass does the same with the same per-thread set (this package does not
+// depend on it; the two share the set through a global symbol).
+//
+// Invariants, all enforced through THREAD_FDS:
+// - Node aborts the process (CHECK) when one environment registers the same (fn, arg) pair
+//   twice: a fd is registered only if absent from this thread's set.
+// - A hook must never outlive its fd (the number is reused by the next open, and the hook
+//   would close someone else's file): unregister first, then close.
+// - The set is per thread (globalThis is) and shared by every copy of @ipc-pubsub/shm and
+//   @ipc-pubsub/fdpass loaded in that thread. Both resolve the same `close` address.
+// Mappings cannot be released this way (munmap takes two arguments): see README, Threads.
+// If the node binary does not export these C++ symbols (another build of Node), nothing is
+// tracked and fds behave as before: closed by our code, or at process exit.
+
+const THREAD_FDS = Symbol.for('ipc-pubsub.thread-fds') // per-thread Set<number> of registered fds
+const ADD_HOOK = '_ZN4node25AddEnvironmentCleanupHookEPN2v87IsolateEPFvPvES3_' // node::AddEnvironmentCleanupHook(v8::Isolate*, void(*)(void*), void*)
+const REMOVE_HOOK = '_ZN4node28RemoveEnvironmentCleanupHookEPN2v87IsolateEPFvPvES3_' // node::RemoveEnvironmentCleanupHook(same)
+const ISOLATE_GET_CURRENT = '_ZN2v87Isolate10GetCurrentEv' // v8::Isolate::GetCurrent()
+
+interface CleanupHooks {
+  add(fd: number): void
+  remove(fd: number): void
+}
+
+let cleanupHooks: CleanupHooks | null | undefined // undefined: not resolved yet; null: unavailable
+
+function resolveCleanupHooks(): CleanupHooks | null {
+  try {
+    const node = koffi.load(null as unknown as string) // the running executable's own symbols
+    const getCurrent = node.func(`void *${ISOLATE_GET_CURRENT}()`)
+    const addHook = node.func(`void ${ADD_HOOK}(void *isolate, void *fn, void *arg)`)
+    const removeHook = node.func(`void ${REMOVE_HOOK}(void *isolate, void *fn, void *arg)`)
+    const dlsym = libc.func('void *dlsym(void *handle, const char *symbol)')
+    const closeAddress = dlsym(null, 'close')
+    if (!closeAddress) return null
+    return {
+      add: (fd) => addHook(getCurrent(), closeAddress, BigInt(fd)),
+      remove: (fd) => removeHook(getCurrent(), closeAddress, BigInt(fd)),
+    }
+  } catch {
+    return null
+  }
+}
+
+function threadFds(): Set<number> {
+  const holder = globalThis as { [THREAD_FDS]?: Set<number> }
+  let set = holder[THREAD_FDS]
+  if (set === undefined) {
+    set = new Set()
+    holder[THREAD_FDS] = set
+  }
+  return set
+}
+
+/** True when this Node build lets fds be closed at thread exit. */
+export function threadExitTrackingAvailable(): boolean {
+  if (cleanupHooks === undefined) cleanupHooks = resolveCleanupHooks()
+  return cleanupHooks !== null
+}
+
+/** Registers fd to be closed when this thread's Node environment ends. Idempotent. */
+export function trackFd(fd: number): void {
+  if (!threadExitTrackingAvailable()) return
+  const set = threadFds()
+  if (set.has(fd)) return
+  set.add(fd)
+  cleanupHooks!.add(fd)
+}
+
+/** Undoes trackFd(fd); call before closing fd. Idempotent. */
+export function untrackFd(fd: number): void {
+  if (cleanupHooks == null) return
+  const set = threadFds()
+  if (!set.delete(fd)) return
+  cleanupHooks.remove(fd)
+}
+
 /** A failed call: the syscall's name and the positive errno read right after it. */
 export class NativeError extends Error {
   constructor(
@@ -68,6 +153,7 @@ function fail(syscall: string): never {
 export function memfdCreate(name: string, flags: number): number {
   const fd = memfd_create(name, flags) as number
   if (fd < 0) fail('memfd_create')
+  trackFd(fd)
   return fd
 }
 
@@ -120,13 +206,16 @@ export function getSeals(fd: number): number {
   return seals
 }
 
+/** Closes fd, after removing its thread-exit hook if it has one. */
 export function closeFd(fd: number): void {
+  untrackFd(fd)
   if ((close(fd) as number) < 0) fail('close')
 }
 
 export function shmOpen(name: string, oflag: number, mode: number): number {
   const fd = shm_open(name, oflag, mode) as number
   if (fd < 0) fail('shm_open')
+  trackFd(fd)
   return fd
 }
 

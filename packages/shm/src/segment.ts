@@ -206,6 +206,8 @@ export class Segment implements Disposable {
       })
     }
     try {
+      // Ours from here: closed with this thread if it ends before close() (see native.trackFd).
+      native.trackFd(fd)
       const readonly = options.readonly === true
       const required = requiredSeals(options.requireSeals, readonly)
       if (!stat.isFile()) {

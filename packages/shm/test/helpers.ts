@@ -1,6 +1,7 @@
 import { spawn, type StdioOptions } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { Worker, type WorkerOptions } from 'node:worker_threads'
 
 /** Open file descriptors of this process. */
 export function countFds(): number {
@@ -43,5 +44,31 @@ export function runFixture(
       clearTimeout(timer)
       resolve({ code, signal, stdout, stderr })
     })
+  })
+}
+
+/**
+ * Starts test/fixtures/<name>.ts in a worker thread. A worker does not inherit the test
+ * runner's loader, and Node 20 ignores `--import` in a worker's execArgv, so the worker first
+ * registers tsx's loader and then imports the TypeScript fixture.
+ */
+export function startWorker(name: string, workerData: unknown, options: WorkerOptions = {}): Worker {
+  const url = new URL(`./fixtures/${name}.ts`, import.meta.url).href
+  const code = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(url)}) })`
+  return new Worker(code, { ...options, eval: true, workerData })
+}
+
+/** The next message from a worker; rejects if the worker fails or exits first. */
+export function nextMessage<T>(worker: Worker): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: T) => done(undefined, message)
+    const onError = (error: Error) => done(error)
+    const onExit = (code: number) => done(new Error(`worker exited (${code}) before its message`))
+    function done(error: Error | undefined, message?: T): void {
+      worker.off('message', onMessage).off('error', onError).off('exit', onExit)
+      if (error === undefined) resolve(message as T)
+      else reject(error)
+    }
+    worker.on('message', onMessage).on('error', onError).on('exit', onExit)
   })
 }
