@@ -506,10 +506,21 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
       // ours (installed by the kernel) and are closed here: none leaks.
       let error: FdpassError | undefined
       if ((flags & native.MSG_CTRUNC) !== 0) {
-        error = new FdpassError(
-          'ERR_FDPASS_TRUNCATED',
-          `received a frame whose control data was truncated (MSG_CTRUNC): the peer sent more than ${limits.maxFdsPerFrame} fds, the kernel dropped some`,
-        )
+        // Linux installs a frame's fds one by one and stops at the first failure, setting
+        // MSG_CTRUNC and dropping the rest: either the control buffer was full (the peer sent
+        // more fds than it holds) or installing failed, which in practice means this process
+        // hit its fd limit (EMFILE). A buffer that is not full tells the second case.
+        error =
+          fds.length < native.fdCapacity(fdRoom)
+            ? new FdpassError(
+                'ERR_FDPASS_EMFILE',
+                `this process ran out of file descriptors (RLIMIT_NOFILE) while receiving a frame: the kernel installed ${fds.length} of its fds and dropped the rest (MSG_CTRUNC), so the frame is lost and the channel is closed`,
+                { errno: -native.EMFILE, syscall: 'recvmsg' },
+              )
+            : new FdpassError(
+                'ERR_FDPASS_TRUNCATED',
+                `received a frame whose control data was truncated (MSG_CTRUNC): the peer sent more than ${limits.maxFdsPerFrame} fds, the kernel dropped some`,
+              )
       } else if (fds.length > limits.maxFdsPerFrame) {
         error = new FdpassError(
           'ERR_FDPASS_TOO_MANY_FDS',

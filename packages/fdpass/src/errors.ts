@@ -13,7 +13,11 @@ export type FdpassErrorCode =
   | 'ERR_FDPASS_FRAME_TOO_LARGE'
   /** A frame with more fds than `maxFdsPerFrame`. */
   | 'ERR_FDPASS_TOO_MANY_FDS'
-  /** The kernel truncated a received frame's control data (MSG_CTRUNC): fds were lost. */
+  /**
+   * The kernel truncated a received frame's control data (MSG_CTRUNC) because the peer sent
+   * more fds than the receive buffer holds: fds were lost. (When this process ran out of fds
+   * instead, the channel closes with ERR_FDPASS_EMFILE.)
+   */
   | 'ERR_FDPASS_TRUNCATED'
   /** The peer sent something no fdpass endpoint sends (an empty frame, a bad handshake). */
   | 'ERR_FDPASS_PROTOCOL'

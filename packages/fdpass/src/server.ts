@@ -36,9 +36,11 @@ export function sameUid(peer: PeerCredentials): boolean {
   return peer.uid === process.getuid?.()
 }
 
-// After EMFILE/ENFILE the pending connection keeps the socket readable (level-triggered):
-// accepting is paused this long instead of spinning.
-const FD_EXHAUSTED_BACKOFF_MS = 100
+// After EMFILE/ENFILE the pending connection keeps the listening socket readable (poll is
+// level-triggered), so retrying at once would spin. Accepting pauses instead, for a delay
+// that doubles on every failed retry of the same episode, from the first to the last value.
+const FD_EXHAUSTED_BACKOFF_FIRST_MS = 10
+const FD_EXHAUSTED_BACKOFF_MAX_MS = 1000
 const ACCEPT_BUDGET = 64
 
 const createToken = Symbol('Server.create')
@@ -53,8 +55,15 @@ export interface ServerEvents {
 
 /**
  * A listening SOCK_SEQPACKET socket. Emits 'connection' (Channel) for every admitted peer,
- * 'refused' (PeerCredentials, reason) for refused ones, 'error' (only with a listener: e.g.
- * ERR_FDPASS_EMFILE while accepting) and 'close'. Also an async iterable of Channels.
+ * 'refused' (PeerCredentials, reason) for refused ones, 'error' and 'close'. Also an async
+ * iterable of Channels.
+ *
+ * 'error' is ERR_FDPASS_EMFILE (this process's fd limit) or ERR_FDPASS_ENFILE (the system's)
+ * from accept4, once per episode: accepting pauses with exponential back-off (10 ms .. 1 s)
+ * and resumes by itself once an accept succeeds; connections wait in the kernel's backlog
+ * meanwhile. It is emitted only with a listener (no crash); without one, the same error goes
+ * to `process.emitWarning` once per episode, so it is never silent. Other accept4 errors are
+ * reported the same way, once each.
  *
  * Admission: accept4 -> SO_PEERCRED -> `authorize(peer)` -> the server sends its hello frame
  * and only then hands out the Channel. A refused peer's socket is closed without a word.
@@ -76,7 +85,12 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncIterable<
   #pending: Channel[] = []
   #waiters: ((result: IteratorResult<Channel>) => void)[] = []
   #closed = false
+  #ref = true
   #backoff: NodeJS.Timeout | undefined
+  // The delay of the next back-off in the current accept-failure episode, and the errno that
+  // was reported for it; both 0 outside an episode.
+  #backoffMs = 0
+  #backoffErrno = 0
   #resolveClosed!: (reason: Error | undefined) => void
 
   /** @internal Servers come from `listen()`. */
@@ -152,13 +166,17 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncIterable<
 
   /** Lets the process exit while the server listens, as `net.Server.unref()` does. */
   unref(): this {
+    this.#ref = false
     this.#readiness.ref(false)
+    this.#backoff?.unref()
     return this
   }
 
   /** Undoes `unref()`: a listening server keeps the process alive (the default). */
   ref(): this {
+    this.#ref = true
     this.#readiness.ref(true)
+    this.#backoff?.ref()
     return this
   }
 
@@ -215,19 +233,51 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncIterable<
         const errno = -fd
         if (errno === native.EAGAIN) break
         if (errno === native.EINTR || errno === native.ECONNABORTED) continue
-        const error = FdpassError.fromErrno(errno, 'accept4', `Server(${this.address})`)
-        if (errno === native.EMFILE || errno === native.ENFILE) {
-          this.#backoff = setTimeout(() => {
-            this.#backoff = undefined
-            this.#update()
-          }, FD_EXHAUSTED_BACKOFF_MS)
-        }
-        if (this.listenerCount('error') > 0) this.emit('error', error)
+        this.#acceptFailed(errno)
         break
       }
+      // An accept succeeded: the episode, if any, is over.
+      this.#backoffMs = 0
+      this.#backoffErrno = 0
       this.#admit(fd)
     }
     this.#update()
+  }
+
+  // accept4 failed (EMFILE, ENFILE, ENOBUFS, ENOMEM, ...): a waiting connection keeps the
+  // listening fd readable and poll is level-triggered, so retrying at once would spin.
+  // Pause accepting, report once per episode (again only if the errno changes), and retry
+  // after a delay that doubles up to FD_EXHAUSTED_BACKOFF_MAX_MS.
+  #acceptFailed(errno: number): void {
+    if (this.#backoffErrno !== errno) {
+      const failed = FdpassError.fromErrno(errno, 'accept4', `Server(${this.address})`)
+      const why =
+        errno === native.EMFILE || errno === native.ENFILE
+          ? `: ${errno === native.EMFILE ? 'this process' : 'the system'} ran out of file descriptors`
+          : ''
+      const error = new FdpassError(
+        failed.code,
+        `${failed.message}${why}; accepting pauses (back-off ${FD_EXHAUSTED_BACKOFF_FIRST_MS} ms to ${FD_EXHAUSTED_BACKOFF_MAX_MS} ms) and resumes by itself, connections wait in the backlog`,
+        { errno: failed.errno, syscall: 'accept4' },
+      )
+      this.#backoffErrno = errno
+      if (this.#backoffMs === 0) this.#backoffMs = FD_EXHAUSTED_BACKOFF_FIRST_MS
+      this.#report(error)
+    }
+    const delay = this.#backoffMs
+    this.#backoffMs = Math.min(delay * 2, FD_EXHAUSTED_BACKOFF_MAX_MS)
+    this.#backoff = setTimeout(() => {
+      this.#backoff = undefined
+      this.#update()
+    }, delay)
+    // While paused the poll handle is stopped, so this timer is what keeps a ref'd server's
+    // process alive; an unref'd server's must not.
+    if (!this.#ref) this.#backoff.unref()
+  }
+
+  #report(error: FdpassError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error)
+    else process.emitWarning(error.message, { type: 'FdpassWarning', code: error.code })
   }
 
   #admit(fd: number): void {

@@ -51,10 +51,19 @@ export interface Child {
 
 /**
  * Spawns `node --import tsx test/fixtures/child.ts <mode> ...args` with an IPC channel. The
- * fixture imports the package's TypeScript sources directly through tsx.
+ * fixture imports the package's TypeScript sources directly through tsx. `limits.nofile` runs
+ * it under `prlimit --nofile=N` (RLIMIT_NOFILE, soft and hard).
  */
-export function spawnChild(mode: string, args: string[] = [], options: SpawnOptions = {}): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', fixture, mode, ...args], {
+export function spawnChild(
+  mode: string,
+  args: string[] = [],
+  options: SpawnOptions = {},
+  limits: { nofile?: number } = {},
+): Child {
+  const node = [process.execPath, '--import', 'tsx', fixture, mode, ...args]
+  // util-linux prlimit sets the limit and then execs node: same pid, same IPC channel.
+  const argv = limits.nofile === undefined ? node : ['prlimit', `--nofile=${limits.nofile}`, '--', ...node]
+  const proc = spawn(argv[0]!, argv.slice(1), {
     cwd: packageDir,
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     ...options,
