@@ -14,6 +14,7 @@ import type { MessageHeader } from './frames.js'
 import { InboundLink, LINK_CHANNEL_OPTIONS, OutboundLink, type RemoteSubscription } from './link.js'
 import { Publisher, type Target } from './publisher.js'
 import { DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE, QUEUE_POLICIES, type SubscribeOptions, Subscription } from './subscription.js'
+import { checkTopic } from './topic.js'
 import type { Incoming, TransportName } from './transport.js'
 import { transportsByName } from './transport.js'
 
@@ -43,7 +44,6 @@ export interface PubSubNodeEvents {
   close: [reason: Error | undefined]
 }
 
-const TOPIC_MAX = 1024
 const LINK_RETRY_MIN_MS = 20
 const LINK_RETRY_MAX_MS = 1000
 const STABLE_LINK_MS = 1000
@@ -72,13 +72,6 @@ class Topic {
       this.publisherEndpoints.size === 0
     )
   }
-}
-
-function checkTopic(topic: unknown): string {
-  if (typeof topic !== 'string' || topic.length === 0 || topic.length > TOPIC_MAX) {
-    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', `topic must be a string of 1-${TOPIC_MAX} characters`)
-  }
-  return topic
 }
 
 // A subscription's flow-control terms as its endpoint announces them. Anything malformed
