@@ -19,17 +19,23 @@
 //        a >= 0: release of the block at offset b of pool a
 //        a <  0: b credits for subscription -(a + 1)
 //
-// Indices are free-running u32 counters; an entry lives at (index mod capacity). A writer
-// fills entries first and publishes them with one sequentially consistent store of its tail;
-// a reader loads the tail, reads entries, then stores its head. Every index read from the
-// other side is checked: a ring a peer corrupted fails with ERR_PUBSUB_PROTOCOL, never with
-// an out-of-range read.
+// Indices are free-running u32 counters; an entry lives at (index mod capacity). format()
+// sets all four (to 0) and both flags before the attach; from then on each has one writer.
+// A writer fills entries first and publishes them with one sequentially consistent store of
+// its tail; a reader loads the tail, reads entries, then stores its head. Every index read
+// from the other side is checked: a ring a peer corrupted fails with ERR_PUBSUB_PROTOCOL,
+// never with an out-of-range read.
 //
-// Sleep/wake (no lost wake-up): a side that found nothing stores sleeping = 1, then reloads
-// the other side's tail; if something arrived meanwhile it swaps its flag back and carries on.
-// The other side stores its tail, then loads the flag, and rings the doorbell only if it wins
-// the swap 1 -> 0. With both sides sequentially consistent, at least one of them sees the
-// other's store: either the sleeper sees the new tail, or the writer sees the flag.
+// Sleep/wake (no lost wake-up): a side waits for entries from the other side or for room in
+// its own outgoing ring. It stores sleeping = 1, then reloads the other side's tail AND the
+// other side's head of its outgoing ring; if either moved since it last looked, it stores its
+// flag back to 0 and carries on. The other side stores its tail (publish/publishCompletions)
+// or its head (drainCompletions/commit, announced by the next publish/publishCompletions,
+// which re-store the tail and then check the flag), then loads the flag, and rings the
+// doorbell only if it wins the swap 1 -> 0. With both sides sequentially consistent, at
+// least one of them sees the other's store: either the sleeper sees the moved index, or the
+// writer sees the flag. (Reloading only the tail would lose the wake-up of a publisher that
+// waits for submission room, or of a subscriber that waits for completion room.)
 // (V8 compiles Atomics.load/store/compareExchange on non-shared buffers to the same
 // sequentially consistent instructions as on shared ones on x64; test/ring-hammer.test.ts
 // checks two processes stay exact.)
@@ -104,12 +110,24 @@ export class RingPublisherEnd extends RingView {
   #subHead = 0 // the last head the subscriber showed us
   #compHead = 0
 
-  /** Initialises a new ring in `buffer` (zeroed memory of ringBytes(S, C) bytes). */
-  static format(buffer: ArrayBuffer, byteOffset: number, submissions: number, completions: number): RingPublisherEnd {
+  /**
+   * Initialises a new ring in `buffer` (ringBytes(S, C) bytes at `byteOffset`; the entries
+   * need not be zeroed). Every index starts at `start` (0; tests start near 2^32 to cover
+   * the wrap-around), and the subscriber's open() takes its own indices from the header.
+   */
+  static format(buffer: ArrayBuffer, byteOffset: number, submissions: number, completions: number, start = 0): RingPublisherEnd {
     if (!isCapacity(submissions) || !isCapacity(completions)) throw new RangeError('ring capacities must be powers of two in 16..65536')
+    if (!Number.isInteger(start) || start < 0 || start >= TWO_32) throw new RangeError('the start index must be a u32')
     const ring = new RingPublisherEnd(buffer, byteOffset, ringBytes(submissions, completions), submissions, completions)
     ring.words[SUB_CAPACITY] = submissions
     ring.words[COMP_CAPACITY] = completions
+    // Written, not assumed zero: open() adopts what the header holds, so both ends agree.
+    for (const index of [SUB_TAIL, SUB_HEAD, COMP_TAIL, COMP_HEAD]) ring.words[index] = start | 0
+    ring.words[SUB_SLEEPING] = 0
+    ring.words[PUB_SLEEPING] = 0
+    ring.#subTail = start
+    ring.#subHead = start
+    ring.#compHead = start
     Atomics.store(ring.words, MAGIC, RING_MAGIC)
     return ring
   }
@@ -117,13 +135,16 @@ export class RingPublisherEnd extends RingView {
   /** Submission slots free now. Throws ERR_PUBSUB_PROTOCOL if the subscriber corrupted subHead. */
   room(): number {
     const head = Atomics.load(this.words, SUB_HEAD) >>> 0
-    if (head !== this.#subHead) {
-      // The head only moves forward, and never past what we submitted.
-      const advanced = (head - this.#subHead) >>> 0
-      if (advanced > ((this.#subTail - this.#subHead) >>> 0)) throw corrupt(`subHead moved to ${head} (tail ${this.#subTail}, was ${this.#subHead})`)
-      this.#subHead = head
-    }
+    if (head !== this.#subHead && !this.#takeHead(head)) throw corrupt(`subHead moved to ${head} (tail ${this.#subTail}, was ${this.#subHead})`)
     return this.submissions - ((this.#subTail - head) >>> 0)
+  }
+
+  // Takes the subscriber's new head: false (nothing taken) unless it moved forward and not
+  // past what we submitted.
+  #takeHead(head: number): boolean {
+    if (((head - this.#subHead) >>> 0) > ((this.#subTail - this.#subHead) >>> 0)) return false
+    this.#subHead = head
+    return true
   }
 
   /** Entries submitted and not yet taken by the subscriber. */
@@ -148,7 +169,9 @@ export class RingPublisherEnd extends RingView {
 
   /**
    * Makes the written entries visible. True if the subscriber was asleep and this call took
-   * its flag: the caller must ring the subscriber's doorbell.
+   * its flag: the caller must ring the subscriber's doorbell. Also announces the completion
+   * slots drainCompletions() freed: call it after draining (with nothing written, it re-stores
+   * the same tail) when the subscriber may be waiting for completion room.
    */
   publish(): boolean {
     Atomics.store(this.words, SUB_TAIL, this.#subTail | 0)
@@ -181,12 +204,18 @@ export class RingPublisherEnd extends RingView {
   }
 
   /**
-   * Declares the publisher asleep (waiting for completions). False, with the flag cleared, if
-   * completions arrived meanwhile: drain them instead of sleeping.
+   * Declares the publisher asleep (waiting for completions or for submission room). False,
+   * with the flag cleared, if completions arrived or the subscriber freed slots since the
+   * last room(): drain and look at room() instead of sleeping. Never throws: a corrupt
+   * subHead is not taken (it wakes nobody) and room() reports it.
    */
   sleep(): boolean {
     Atomics.store(this.words, PUB_SLEEPING, 1)
-    if (((Atomics.load(this.words, COMP_TAIL) >>> 0) - this.#compHead) >>> 0 === 0) return true
+    // Both loads come after the flag's store (see the header). A moved head is taken here, so
+    // one call returns false, not every call until the caller looks at room().
+    const head = Atomics.load(this.words, SUB_HEAD) >>> 0
+    const freed = head !== this.#subHead && this.#takeHead(head)
+    if (!freed && ((Atomics.load(this.words, COMP_TAIL) >>> 0) - this.#compHead) >>> 0 === 0) return true
     Atomics.store(this.words, PUB_SLEEPING, 0)
     return false
   }
@@ -219,7 +248,7 @@ export class RingSubscriberEnd extends RingView {
     const bytes = ringBytes(submissions, completions)
     if (buffer.byteLength !== bytes) throw corrupt(`the memfd is ${buffer.byteLength} bytes, its header says ${bytes}`)
     const ring = new RingSubscriberEnd(buffer, 0, bytes, submissions, completions)
-    // A fresh link starts from whatever the publisher shows (zero for a new ring).
+    // A fresh link starts from whatever the publisher's format() wrote (zero for a new ring).
     ring.#subHead = Atomics.load(ring.words, SUB_HEAD) >>> 0
     ring.#compTail = Atomics.load(ring.words, COMP_TAIL) >>> 0
     ring.#compHead = ring.#compTail
@@ -252,7 +281,11 @@ export class RingSubscriberEnd extends RingView {
     this.#subHead = (this.#subHead + 1) >>> 0
   }
 
-  /** Hands consumed submission slots back to the publisher. */
+  /**
+   * Hands consumed submission slots back to the publisher. It does not ring: follow it with
+   * publishCompletions() (even with no completion written) when the publisher may be waiting
+   * for submission room.
+   */
   commit(): void {
     Atomics.store(this.words, SUB_HEAD, this.#subHead | 0)
   }
@@ -260,12 +293,16 @@ export class RingSubscriberEnd extends RingView {
   /** Completion slots free now. */
   completionRoom(): number {
     const head = Atomics.load(this.words, COMP_HEAD) >>> 0
-    if (head !== this.#compHead) {
-      const advanced = (head - this.#compHead) >>> 0
-      if (advanced > ((this.#compTail - this.#compHead) >>> 0)) throw corrupt(`compHead moved to ${head} (tail ${this.#compTail})`)
-      this.#compHead = head
-    }
+    if (head !== this.#compHead && !this.#takeHead(head)) throw corrupt(`compHead moved to ${head} (tail ${this.#compTail})`)
     return this.completions - ((this.#compTail - head) >>> 0)
+  }
+
+  // Takes the publisher's new completion head: false (nothing taken) unless it moved forward
+  // and not past what we pushed.
+  #takeHead(head: number): boolean {
+    if (((head - this.#compHead) >>> 0) > ((this.#compTail - this.#compHead) >>> 0)) return false
+    this.#compHead = head
+    return true
   }
 
   /** Writes one completion (call completionRoom() first). Invisible until publishCompletions(). */
@@ -276,19 +313,28 @@ export class RingSubscriberEnd extends RingView {
     this.#compTail = (this.#compTail + 1) >>> 0
   }
 
-  /** Makes written completions visible. True if the publisher was asleep and must be rung. */
+  /**
+   * Makes written completions (and slots commit() freed) visible. True if the publisher was
+   * asleep and this call took its flag: the caller must ring the publisher's doorbell.
+   */
   publishCompletions(): boolean {
     Atomics.store(this.words, COMP_TAIL, this.#compTail | 0)
     return Atomics.load(this.words, PUB_SLEEPING) === 1 && Atomics.compareExchange(this.words, PUB_SLEEPING, 1, 0) === 1
   }
 
   /**
-   * Declares the subscriber asleep. False, with the flag cleared, if submissions arrived
-   * meanwhile: drain them instead of sleeping.
+   * Declares the subscriber asleep (waiting for submissions or for completion room). False,
+   * with the flag cleared, if submissions arrived or the publisher freed completion slots
+   * since the last completionRoom(): drain and write completions instead of sleeping. Never
+   * throws: a corrupt compHead is not taken (it wakes nobody) and completionRoom() reports it.
    */
   sleep(): boolean {
     Atomics.store(this.words, SUB_SLEEPING, 1)
-    if ((((Atomics.load(this.words, SUB_TAIL) >>> 0) - this.#subHead) >>> 0) === 0) return true
+    // Both loads come after the flag's store (see the header). A moved head is taken here, so
+    // one call returns false, not every call until the caller looks at completionRoom().
+    const head = Atomics.load(this.words, COMP_HEAD) >>> 0
+    const freed = head !== this.#compHead && this.#takeHead(head)
+    if (!freed && (((Atomics.load(this.words, SUB_TAIL) >>> 0) - this.#subHead) >>> 0) === 0) return true
     Atomics.store(this.words, SUB_SLEEPING, 0)
     return false
   }
