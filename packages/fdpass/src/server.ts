@@ -59,11 +59,11 @@ export interface ServerEvents {
  * iterable of Channels.
  *
  * 'error' is ERR_FDPASS_EMFILE (this process's fd limit) or ERR_FDPASS_ENFILE (the system's)
- * from accept4, once per episode: accepting pauses with exponential back-off (10 ms .. 1 s)
- * and resumes by itself once an accept succeeds; connections wait in the kernel's backlog
- * meanwhile. It is emitted only with a listener (no crash); without one, the same error goes
- * to `process.emitWarning` once per episode, so it is never silent. Other accept4 errors are
- * reported the same way, once each.
+ * from accept4, once per episode (until every waiting connection is accepted): accepting
+ * pauses with exponential back-off (10 ms .. 1 s) and resumes by itself; connections wait in
+ * the kernel's backlog meanwhile. It is emitted only with a listener (no crash); without one,
+ * the same error goes to `process.emitWarning`, so it is never silent. Other accept4 errors
+ * are handled the same way.
  *
  * Admission: accept4 -> SO_PEERCRED -> `authorize(peer)` -> the server sends its hello frame
  * and only then hands out the Channel. A refused peer's socket is closed without a word.
@@ -88,7 +88,8 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncIterable<
   #ref = true
   #backoff: NodeJS.Timeout | undefined
   // The delay of the next back-off in the current accept-failure episode, and the errno that
-  // was reported for it; both 0 outside an episode.
+  // was reported for it; both 0 outside an episode. An episode starts at a failed accept4 and
+  // ends when accept4 finds the backlog empty (EAGAIN).
   #backoffMs = 0
   #backoffErrno = 0
   #resolveClosed!: (reason: Error | undefined) => void
@@ -231,14 +232,20 @@ export class Server extends EventEmitter<ServerEvents> implements AsyncIterable<
       const fd = native.acceptFd(this.#fd)
       if (fd < 0) {
         const errno = -fd
-        if (errno === native.EAGAIN) break
+        if (errno === native.EAGAIN) {
+          // Every waiting connection was taken: the failure episode, if any, is over.
+          this.#backoffMs = 0
+          this.#backoffErrno = 0
+          break
+        }
         if (errno === native.EINTR || errno === native.ECONNABORTED) continue
         this.#acceptFailed(errno)
         break
       }
-      // An accept succeeded: the episode, if any, is over.
-      this.#backoffMs = 0
-      this.#backoffErrno = 0
+      // Progress, but the episode lasts until the backlog is drained: a process hovering at
+      // its fd limit (a slot frees, one accept takes it, the next fails) reports once, not
+      // at every flap. The next pause starts short again.
+      if (this.#backoffMs !== 0) this.#backoffMs = FD_EXHAUSTED_BACKOFF_FIRST_MS
       this.#admit(fd)
     }
     this.#update()

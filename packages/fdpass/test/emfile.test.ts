@@ -28,6 +28,13 @@ describe('a server whose process runs out of fds', () => {
       const stats = (await child.next('stats')) as unknown as { errors: string[]; cpuMs: number }
       expect(stats.errors).toEqual(['ERR_FDPASS_EMFILE'])
       expect(stats.cpuMs).toBeLessThan(300)
+      // Hovering at the limit: one slot frees, one connection is admitted, the next accept
+      // fails again. Still the same episode: no second report.
+      child.send('free-one')
+      expect(await child.next('accepted')).toMatchObject({ count: 1 })
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      child.send('stats')
+      expect(((await child.next('stats')) as unknown as { errors: string[] }).errors).toEqual(['ERR_FDPASS_EMFILE'])
       // Fds come back: every waiting connection is admitted without anyone's help.
       child.send('free')
       const channels = await Promise.all(pending)
