@@ -7,6 +7,7 @@
 // after a failed connect (while the subscription it is for still exists).
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { type Authorize, listen, type Server } from '@ipc-pubsub/fdpass'
 import { type EndpointInfo, type Json, join, type NodeInfo, type TopologyChange, type TopologyClient } from '@ipc-pubsub/topology'
 import { abortError, checkSignal, PubSubError } from './errors.js'
@@ -407,9 +408,21 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
       if (error === undefined) return
       if (this.#outbound.get(node) === link) this.#outbound.delete(node)
       if (this.#closing || !this.#linkWanted(node)) return
-      if (!isQuietLinkFailure(error)) this.#emitError(error)
+      if (!isQuietLinkFailure(error) && !this.#diedDuringHandshake(node, error)) this.#emitError(error)
       this.#scheduleRetry(node)
     })
+  }
+
+  // A node that dies while we link to it closes the connection before admitting us, which
+  // fdpass cannot tell from a refusal (authorize said no): the peer's process tells. Dead or
+  // exiting, it did not refuse us, and the topology reports it down shortly.
+  #diedDuringHandshake(node: string, error: Error): boolean {
+    const cause = error.cause as { code?: unknown; cause?: { code?: unknown } } | undefined
+    if (cause?.code !== 'ERR_FDPASS_UNAUTHORIZED' || cause.cause?.code !== 'ERR_FDPASS_PEER_CLOSED') return false
+    const info = this.#nodes.get(node)
+    // A pid from another pid namespace cannot be looked up here.
+    if (info === undefined || (info.pidNamespace !== null && info.pidNamespace !== this.topology.info.pidNamespace)) return false
+    return processGone(info.pid)
   }
 
   #scheduleRetry(node: string): void {
@@ -570,6 +583,23 @@ function isPeerGone(error: Error): boolean {
 function isQuietLinkFailure(error: Error): boolean {
   const code = (error.cause as { code?: unknown } | undefined)?.code
   return code === 'ERR_FDPASS_ECONNREFUSED' || code === 'ERR_FDPASS_ENOENT' || code === 'ERR_FDPASS_ABORTED'
+}
+
+// PF_EXITING in /proc/<pid>/stat's flags: the process is exiting (its fds are being closed).
+const PF_EXITING = 0x4
+
+/** True if process `pid` is gone, a zombie, or exiting. */
+function processGone(pid: number): boolean {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return true
+  }
+  // Fields after the command name (which may hold spaces): state, ppid, pgrp, session, tty_nr, tpgid, flags.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const state = fields[0]
+  return state === 'Z' || state === 'X' || state === 'x' || (Number(fields[6]) & PF_EXITING) !== 0
 }
 
 function dataAddress(): string {

@@ -44,7 +44,8 @@ export class Peer {
   readonly countEvents: CountEvent[] = []
   readonly hubEvents: HubEvent[] = []
   readonly warnings: { code: string | null; message: string }[] = []
-  readonly nodeErrors: { code: string | null; message: string }[] = []
+  /** The node's 'error' events: the code, and the code of its cause. */
+  readonly nodeErrors: { code: string | null; cause: string | null; message: string }[] = []
   #stderr = ''
   #seq = 0
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined
@@ -90,7 +91,7 @@ export class Peer {
           this.warnings.push(message as unknown as { code: string | null; message: string })
           break
         case 'node-error':
-          this.nodeErrors.push(message as unknown as { code: string | null; message: string })
+          this.nodeErrors.push(message as unknown as { code: string | null; cause: string | null; message: string })
           break
       }
       for (const watcher of [...this.#watchers]) watcher()
