@@ -36,6 +36,13 @@ export interface ConnectOptions {
   authorize?: Authorize
   /** Aborts connect(). */
   signal?: AbortSignal
+  /**
+   * How long joining the domain may take (ms). Past it, connect() rejects with a TopologyError
+   * ERR_TOPOLOGY_TIMEOUT naming the pid of the hub that did not answer (a stopped or busy
+   * process). 0 or Infinity: no limit. Default 5000 (the topology's). A joined node is not
+   * affected: its links keep carrying data while the hub does not answer.
+   */
+  timeout?: number
 }
 
 /** Events of a PubSubNode. */
@@ -623,6 +630,10 @@ export async function connect(options: ConnectOptions = {}): Promise<PubSubNode>
     throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', `transport must be one of ${[...transportsByName.keys()].join(', ')}`)
   }
   const signal = checkSignal(options.signal)
+  const timeout = options.timeout
+  if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0)) {
+    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'timeout must be a number of ms >= 0 (0 or Infinity: no limit)')
+  }
   const authorize = options.authorize
   if (authorize !== undefined && typeof authorize !== 'function') {
     throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'authorize must be a function')
@@ -636,6 +647,7 @@ export async function connect(options: ConnectOptions = {}): Promise<PubSubNode>
       ...(options.metadata === undefined ? {} : { metadata: options.metadata }),
       ...(authorize ? { authorize } : {}),
       ...(signal ? { signal } : {}),
+      ...(timeout === undefined ? {} : { timeout }),
       endpoint: server.address,
     })
   } catch (error) {
