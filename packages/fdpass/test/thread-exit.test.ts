@@ -107,9 +107,10 @@ describe('a worker thread that ends closes every fd fdpass and shm opened in it'
     // here, so only our hooks close the /dev/null fds the worker opens.
     const worker = startWorker('thread', { mode: 'churn' }, { trackUnmanagedFds: false })
     const exited = once(worker, 'exit')
-    const { kept, cancelled } = (await nextFromWorker(worker, 'churned')) as unknown as {
+    const { kept, cancelled, crossPackage } = (await nextFromWorker(worker, 'churned')) as unknown as {
       kept: number[]
       cancelled: number
+      crossPackage: number
     }
     const [code] = await exited
     expect(code).toBe(0)
@@ -117,6 +118,10 @@ describe('a worker thread that ends closes every fd fdpass and shm opened in it'
     for (const fd of kept) expect(isOpen(fd) && readlinkSync(`/proc/self/fd/${fd}`) === '/dev/null').toBe(false)
     expect(readlinkSync(`/proc/self/fd/${cancelled}`)).toBe('/dev/null')
     closeSync(cancelled)
+    // The segment fd whose registration (made by shm) was cancelled through fdpass stays open
+    // too; its mapping died with the worker's heap, so the fd is ours to close now.
+    expect(readlinkSync(`/proc/self/fd/${crossPackage}`)).toMatch(/^\/memfd:ipc-pubsub/)
+    closeSync(crossPackage)
     expect(await settleFdCount(baseline)).toBe(baseline)
   })
 

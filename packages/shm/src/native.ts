@@ -127,12 +127,14 @@ export function trackFd(fd: number): void {
   cleanupHooks!.add(fd)
 }
 
-/** Undoes trackFd(fd); call before closing fd. Idempotent. */
+/**
+ * Undoes trackFd(fd); call before closing fd. Idempotent. Looks at the shared set, not at
+ * what this copy registered: another copy (or the other package) may have registered fd.
+ */
 export function untrackFd(fd: number): void {
-  if (cleanupHooks == null) return
-  const set = threadFds()
-  if (!set.delete(fd)) return
-  cleanupHooks.remove(fd)
+  const set = (globalThis as { [THREAD_FDS]?: Set<number> })[THREAD_FDS]
+  if (set === undefined || !set.delete(fd)) return
+  if (threadExitTrackingAvailable()) cleanupHooks!.remove(fd)
 }
 
 /** A failed call: the syscall's name and the positive errno read right after it. */
