@@ -436,3 +436,43 @@ export function pollStart(
     unref: () => handle.unref(),
   }
 }
+
+// --- eventfd: the doorbell of shared-memory rings (doorbell.ts) ---------------------------
+
+export const EFD_NONBLOCK = 0o4000 // eventfd(2): O_NONBLOCK on the new fd
+export const EFD_CLOEXEC = 0o2000000 // eventfd(2): O_CLOEXEC on the new fd
+const F_GETFL = 3 // fcntl: file status flags
+const O_NONBLOCK = 0o4000 // file status flag: reads and writes never block
+
+const eventfd = libc.func('int eventfd(unsigned int initval, int flags)')
+// The 8-byte counter travels through one preallocated buffer, passed by address: no
+// marshalling per call (a ring rings its doorbell on the hot path).
+const rw = libc.func('intptr_t write(int fd, intptr_t buf, size_t count)')
+const rd = libc.func('intptr_t read(int fd, intptr_t buf, size_t count)')
+const counterBuf = Buffer.alloc(8)
+const counterAddr = Number(koffi.address(counterBuf))
+
+/** A new non-blocking, close-on-exec eventfd (closed with this thread, see trackFd). */
+export function eventFd(): number {
+  const fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) as number
+  if (fd < 0) fail('eventfd')
+  trackFd(fd)
+  return fd
+}
+
+/** Adds 1 to an eventfd's counter. Returns 0, or the positive errno (EAGAIN: counter full). */
+export function eventFdSignal(fd: number): number {
+  counterBuf.writeBigUInt64LE(1n, 0)
+  return (rw(fd, counterAddr, 8) as number) < 0 ? koffi.errno() : 0
+}
+
+/** Reads (and so resets) an eventfd's counter: true if it was set, false if it was zero. */
+export function eventFdDrain(fd: number): boolean {
+  return (rd(fd, counterAddr, 8) as number) === 8
+}
+
+/** True when fd's file status flags include O_NONBLOCK (a read can never block the loop). */
+export function isNonBlocking(fd: number): boolean {
+  const flags = fcntl(fd, F_GETFL) as number
+  return flags >= 0 && (flags & O_NONBLOCK) !== 0
+}
