@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { type Authorize, listen, type Server } from '@ipc-pubsub/fdpass'
+import { type Authorize, FdpassError, listen, type Server } from '@ipc-pubsub/fdpass'
 import { type EndpointInfo, type Json, join, type NodeInfo, type TopologyChange, type TopologyClient } from '@ipc-pubsub/topology'
 import { abortError, checkSignal, PubSubError } from './errors.js'
 import type { MessageHeader } from './frames.js'
@@ -150,6 +150,18 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
         return
       }
       this.#inbound.add(new InboundLink(channel, this.#inboundHost))
+      // A link that breaks below the data protocol (this process ran out of fds: the kernel
+      // dropped a frame's descriptors; or the peer broke fdpass framing) lost what was in
+      // flight on it: said here; the subscriptions count the loss in the next `lost`.
+      void channel.closed.then((reason) => {
+        if (reason !== undefined && isLinkFailure(reason)) {
+          this.#emitError(new PubSubError('ERR_PUBSUB_LINK', `a link from process ${channel.peer.pid} broke: ${reason.message}`, { cause: reason }))
+        }
+      })
+    })
+    // Connections we cannot accept (out of fds: fdpass backs off and retries by itself).
+    server.on('error', (error) => {
+      this.#emitError(new PubSubError('ERR_PUBSUB_LINK', `cannot accept links: ${error.message}`, { cause: error }))
     })
     // Changes are delivered from the first macrotask after join() resolved, so attaching now
     // sees the whole domain.
@@ -299,7 +311,11 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
     },
     closed: (link: OutboundLink, error: Error | undefined): void => {
       if (this.#outbound.get(link.node) === link) this.#outbound.delete(link.node)
-      if (error && !isPeerGone(error)) this.#emitError(error)
+      if (error && !isPeerGone(error)) {
+        this.#emitError(
+          isLinkFailure(error) ? new PubSubError('ERR_PUBSUB_LINK', `the link to node ${link.node} broke: ${error.message}`, { cause: error }) : error,
+        )
+      }
       // The back-off starts again only after a link that lasted: a peer that hangs up right
       // after our hello (a version it does not speak, say) is retried ever more slowly.
       const retry = this.#retries.get(link.node)
@@ -579,6 +595,12 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
     void this.#server.destroy()
     void this.topology.destroy()
   }
+}
+
+// An fdpass failure of a link itself (not the peer leaving, not our own close).
+function isLinkFailure(error: Error): boolean {
+  if (!FdpassError.isInstance(error)) return false
+  return error.code !== 'ERR_FDPASS_PEER_CLOSED' && error.code !== 'ERR_FDPASS_CLOSED' && error.code !== 'ERR_FDPASS_ABORTED'
 }
 
 function isPeerGone(error: Error): boolean {
