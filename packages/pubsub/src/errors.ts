@@ -12,7 +12,11 @@ export type PubSubErrorCode =
   | 'ERR_PUBSUB_PROTOCOL'
   /** The peer speaks another data-path protocol version; its link was closed. */
   | 'ERR_PUBSUB_VERSION'
-  /** A link to a subscriber's node could not be made (it is retried while the subscriber exists). */
+  /**
+   * A link could not be made or accepted, or broke below the data protocol (`cause`: the
+   * FdpassError, e.g. ERR_FDPASS_EMFILE when this process ran out of fds), or close() cut
+   * links at its deadline. Links are retried while they are wanted.
+   */
   | 'ERR_PUBSUB_LINK'
   /** The payload is too large for the transport. */
   | 'ERR_PUBSUB_TOO_LARGE'
