@@ -11,11 +11,14 @@ import {
   encodeCredit,
   encodeHello,
   encodeMessage,
-  encodePoolFrame,
+  encodeAttachPool,
+  encodeBindLane,
+  encodeDetachPool,
   type Frame,
   HELLO_HEADER_BYTES,
   KIND_ATTACH_POOL,
   KIND_ATTACH_RING,
+  KIND_BIND_LANE,
   KIND_CREDIT,
   KIND_DETACH_POOL,
   KIND_HELLO,
@@ -138,8 +141,11 @@ function reencode(frame: Frame): Uint8Array {
     case KIND_ATTACH_RING:
       return encodeAttachRing(frame.transport)
     case KIND_ATTACH_POOL:
+      return encodeAttachPool(frame.pool, frame.publisher)
     case KIND_DETACH_POOL:
-      return encodePoolFrame(frame.kind, frame.pool)
+      return encodeDetachPool(frame.pool)
+    case KIND_BIND_LANE:
+      return encodeBindLane(frame.lane, frame.target)
   }
 }
 
@@ -258,22 +264,25 @@ describe('encoders refuse what the wire cannot carry', () => {
 describe('pool frames', () => {
   it('round-trip', () => {
     expect(decodeFrame(encodeAttachRing(2))).toEqual({ kind: KIND_ATTACH_RING, transport: 2 })
-    expect(decodeFrame(encodePoolFrame(KIND_ATTACH_POOL, 7))).toEqual({ kind: KIND_ATTACH_POOL, pool: 7 })
-    expect(decodeFrame(encodePoolFrame(KIND_DETACH_POOL, 0x7fffffff))).toEqual({ kind: KIND_DETACH_POOL, pool: 0x7fffffff })
+    expect(decodeFrame(encodeAttachPool(7, 'node/1'))).toEqual({ kind: KIND_ATTACH_POOL, pool: 7, publisher: 'node/1' })
+    expect(decodeFrame(encodeDetachPool(0x7fffffff))).toEqual({ kind: KIND_DETACH_POOL, pool: 0x7fffffff })
+    expect(decodeFrame(encodeBindLane(3, 'node/a'))).toEqual({ kind: KIND_BIND_LANE, lane: 3, target: 'node/a' })
   })
 
-  it('refuse wrong lengths, reserved bytes and out-of-range ids', () => {
-    for (const frame of [encodeAttachRing(2), encodePoolFrame(KIND_ATTACH_POOL, 1), encodePoolFrame(KIND_DETACH_POOL, 1)]) {
-      expectProtocolError(frame.subarray(0, 7))
-      const longer = new Uint8Array(9)
+  it('refuse wrong lengths, reserved bytes and out-of-range numbers', () => {
+    for (const frame of [encodeAttachRing(2), encodeDetachPool(1), encodeAttachPool(1, 'n/1'), encodeBindLane(1, 'n/1')]) {
+      expectProtocolError(frame.subarray(0, frame.length - 1))
+      const longer = new Uint8Array(frame.length + 1)
       longer.set(frame)
       expectProtocolError(longer)
-      expectProtocolError(patched(frame, (_, bytes) => (bytes[2] = 1)))
+      expectProtocolError(patched(frame, (_, bytes) => (bytes[7] = 0x80)))
     }
-    expectProtocolError(patched(encodeAttachRing(2), (_, bytes) => (bytes[7] = 1)))
-    expectProtocolError(patched(encodePoolFrame(KIND_ATTACH_POOL, 1), (_, bytes) => (bytes[1] = 1)))
-    expectProtocolError(patched(encodePoolFrame(KIND_ATTACH_POOL, 1), (_, bytes) => (bytes[7] = 0x80)))
-    expect(() => encodePoolFrame(KIND_ATTACH_POOL, -1)).toThrow(expect.objectContaining({ code: 'ERR_PUBSUB_INVALID_ARGUMENT' }))
+    expectProtocolError(patched(encodeAttachRing(2), (_, bytes) => (bytes[5] = 1)))
+    expectProtocolError(patched(encodeDetachPool(1), (_, bytes) => (bytes[1] = 1)))
+    expectProtocolError(patched(encodeAttachPool(1, 'n/1'), (_, bytes) => (bytes[1] = 1)))
+    expectProtocolError(patched(encodeBindLane(1, 'n/1'), (_, bytes) => (bytes[2] = 9)))
+    expect(() => encodeDetachPool(-1)).toThrow(expect.objectContaining({ code: 'ERR_PUBSUB_INVALID_ARGUMENT' }))
+    expect(() => encodeBindLane(1, '')).toThrow(expect.objectContaining({ code: 'ERR_PUBSUB_INVALID_ARGUMENT' }))
   })
 })
 
@@ -285,7 +294,7 @@ describe('malformed frames throw ERR_PUBSUB_PROTOCOL', () => {
   it('empty frame', () => expectProtocolError(new Uint8Array(0)))
 
   it('unknown kinds', () => {
-    for (const kind of [0x00, 0x07, 0x7f, 0x80, 0xff]) {
+    for (const kind of [0x00, 0x08, 0x7f, 0x80, 0xff]) {
       expectProtocolError(new Uint8Array([kind]))
       expectProtocolError(patched(message, (_, bytes) => (bytes[0] = kind)))
     }

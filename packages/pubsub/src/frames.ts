@@ -13,13 +13,14 @@ export const KIND_MESSAGE = 0x01 // publisher -> subscriber: one message for one
 export const KIND_CREDIT = 0x02 // subscriber -> publisher: room for more messages
 export const KIND_HELLO = 0x03 // publisher -> subscriber: first frame of a link, again after a rejoin
 export const KIND_ATTACH_RING = 0x04 // publisher -> subscriber: the link's pool ring and doorbells (3 fds)
-export const KIND_ATTACH_POOL = 0x05 // publisher -> subscriber: one publisher's pool (1 fd)
+export const KIND_ATTACH_POOL = 0x05 // publisher -> subscriber: one publisher's pool and its id (1 fd)
 export const KIND_DETACH_POOL = 0x06 // publisher -> subscriber: that pool's publisher closed
+export const KIND_BIND_LANE = 0x07 // publisher -> subscriber: the ring's number for one subscription
 
 export const MESSAGE_HEADER_BYTES = 32 // fixed part of a message frame, before the two ids
 export const CREDIT_HEADER_BYTES = 8 // fixed part of a credit frame, before the id
 export const HELLO_HEADER_BYTES = 4 // fixed part of a hello frame, before the node id
-export const POOL_FRAME_BYTES = 8 // attach-ring, attach-pool and detach-pool frames
+export const POOL_FRAME_BYTES = 8 // attach-ring and detach-pool frames; the fixed part of attach-pool and bind-lane
 
 /** Longest endpoint or node id on the wire (a topology id is far shorter). */
 export const MAX_ID_BYTES = 255
@@ -49,7 +50,9 @@ export type Frame =
   | { readonly kind: typeof KIND_CREDIT; readonly target: string; readonly credits: number }
   | { readonly kind: typeof KIND_HELLO; readonly protocol: number; readonly node: string }
   | { readonly kind: typeof KIND_ATTACH_RING; readonly transport: number }
-  | { readonly kind: typeof KIND_ATTACH_POOL | typeof KIND_DETACH_POOL; readonly pool: number }
+  | { readonly kind: typeof KIND_ATTACH_POOL; readonly pool: number; readonly publisher: string }
+  | { readonly kind: typeof KIND_DETACH_POOL; readonly pool: number }
+  | { readonly kind: typeof KIND_BIND_LANE; readonly lane: number; readonly target: string }
 
 const encoder = new TextEncoder()
 // ignoreBOM: a leading U+FEFF is part of the id, not a mark to strip (ids must round-trip).
@@ -162,15 +165,44 @@ export function encodeAttachRing(transport: number): Uint8Array {
   return frame
 }
 
-/** attach-pool (`05`, one fd) and detach-pool (`06`): `kk 00 00 00` then the pool id (u32). */
-export function encodePoolFrame(kind: typeof KIND_ATTACH_POOL | typeof KIND_DETACH_POOL, pool: number): Uint8Array {
-  if (!Number.isInteger(pool) || pool < 0 || pool > 0x7fffffff) {
-    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'pool id must be an integer in 0..2^31-1')
+function checkNumber(n: number, what: string): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) {
+    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', `${what} must be an integer in 0..2^31-1`)
   }
+}
+
+/** detach-pool: `06 00 00 00` then the pool id (u32). */
+export function encodeDetachPool(pool: number): Uint8Array {
+  checkNumber(pool, 'pool id')
   const frame = new Uint8Array(POOL_FRAME_BYTES)
-  frame[0] = kind
+  frame[0] = KIND_DETACH_POOL
   new DataView(frame.buffer).setUint32(4, pool, true)
   return frame
+}
+
+// attach-pool and bind-lane: `kk 00 LL LL` (LL: the id's byte length, u16), a number (u32),
+// then the id.
+function encodeNumbered(kind: number, n: number, id: string, what: string): Uint8Array {
+  const bytes = idBytes(id, what)
+  const frame = new Uint8Array(POOL_FRAME_BYTES + bytes.length)
+  const view = new DataView(frame.buffer)
+  frame[0] = kind
+  view.setUint16(2, bytes.length, true)
+  view.setUint32(4, n, true)
+  frame.set(bytes, POOL_FRAME_BYTES)
+  return frame
+}
+
+/** attach-pool (one fd, the pool memfd): pool id `pool` belongs to publisher `publisher`. */
+export function encodeAttachPool(pool: number, publisher: string): Uint8Array {
+  checkNumber(pool, 'pool id')
+  return encodeNumbered(KIND_ATTACH_POOL, pool, publisher, 'publisher id')
+}
+
+/** bind-lane: ring entries with target `lane` are for subscription `target`. */
+export function encodeBindLane(lane: number, target: string): Uint8Array {
+  checkNumber(lane, 'lane')
+  return encodeNumbered(KIND_BIND_LANE, lane, target, 'target id')
 }
 
 function readId(frame: Uint8Array, offset: number, length: number, what: string): string {
@@ -180,6 +212,12 @@ function readId(frame: Uint8Array, offset: number, length: number, what: string)
   } catch {
     throw protocolError(`${what} is not UTF-8`)
   }
+}
+
+function readNumber(view: DataView, what: string): number {
+  const n = view.getUint32(4, true)
+  if (n > 0x7fffffff) throw protocolError(`${what} ${n} is outside 0..2^31-1`)
+  return n
 }
 
 function readSafe(view: DataView, offset: number, what: string, min: number): number {
@@ -227,19 +265,27 @@ export function decodeFrame(frame: Uint8Array): Frame {
       if (frame.length !== HELLO_HEADER_BYTES + nodeLength) throw protocolError('hello frame length does not match its header')
       return { kind: KIND_HELLO, protocol: frame[1] as number, node: readId(frame, HELLO_HEADER_BYTES, nodeLength, 'node id') }
     }
-    case KIND_ATTACH_RING:
-    case KIND_ATTACH_POOL:
+    case KIND_ATTACH_RING: {
+      if (frame.length !== POOL_FRAME_BYTES) throw protocolError(`attach-ring frame of ${frame.length} bytes (expected ${POOL_FRAME_BYTES})`)
+      if (view.getUint16(2, true) !== 0 || view.getUint32(4, true) !== 0) throw protocolError('attach-ring frame: reserved bytes are not zero')
+      return { kind: KIND_ATTACH_RING, transport: frame[1] as number }
+    }
     case KIND_DETACH_POOL: {
+      if (frame.length !== POOL_FRAME_BYTES) throw protocolError(`detach-pool frame of ${frame.length} bytes (expected ${POOL_FRAME_BYTES})`)
+      if (frame[1] !== 0 || view.getUint16(2, true) !== 0) throw protocolError('detach-pool frame: reserved bytes are not zero')
+      return { kind: KIND_DETACH_POOL, pool: readNumber(view, 'pool id') }
+    }
+    case KIND_ATTACH_POOL:
+    case KIND_BIND_LANE: {
       const kind = frame[0]
-      if (frame.length !== POOL_FRAME_BYTES) throw protocolError(`frame kind ${kind} of ${frame.length} bytes (expected ${POOL_FRAME_BYTES})`)
-      if (kind === KIND_ATTACH_RING) {
-        if (view.getUint16(2, true) !== 0 || view.getUint32(4, true) !== 0) throw protocolError('attach-ring frame: reserved bytes are not zero')
-        return { kind, transport: frame[1] as number }
+      if (frame.length < POOL_FRAME_BYTES) throw protocolError(`frame kind ${kind} of ${frame.length} bytes is too short`)
+      if (frame[1] !== 0) throw protocolError(`frame kind ${kind}: reserved byte is not zero`)
+      const idLength = view.getUint16(2, true)
+      if (frame.length !== POOL_FRAME_BYTES + idLength) throw protocolError(`frame kind ${kind} length does not match its header`)
+      if (kind === KIND_ATTACH_POOL) {
+        return { kind, pool: readNumber(view, 'pool id'), publisher: readId(frame, POOL_FRAME_BYTES, idLength, 'publisher id') }
       }
-      if (frame[1] !== 0 || view.getUint16(2, true) !== 0) throw protocolError(`frame kind ${kind}: reserved bytes are not zero`)
-      const pool = view.getUint32(4, true)
-      if (pool > 0x7fffffff) throw protocolError(`pool id ${pool} is outside 0..2^31-1`)
-      return { kind, pool }
+      return { kind: KIND_BIND_LANE, lane: readNumber(view, 'lane'), target: readId(frame, POOL_FRAME_BYTES, idLength, 'target id') }
     }
     default:
       throw protocolError(`unknown frame kind ${frame[0]}`)

@@ -6,7 +6,8 @@ export { ShmError, type ShmErrorCode } from '@ipc-pubsub/shm'
 export { TopologyError, type TopologyErrorCode } from '@ipc-pubsub/topology'
 export { DATA_PROTOCOL_VERSION } from './frames.js'
 export { Message } from './message.js'
-export { Publisher, type PublisherEvents } from './publisher.js'
+export { Loan, Publisher, type PublisherEvents, type PublisherOptions } from './publisher.js'
+export { DEFAULT_POOL_SIZE } from './pool.js'
 export {
   DEFAULT_MAX_HELD,
   DEFAULT_QUEUE_SIZE,

@@ -11,8 +11,26 @@
 // publishers nothing but dropped messages (or, under 'wait', back-pressure).
 import { type Authorize, type Channel, connect, type Message as Frame } from '@ipc-pubsub/fdpass'
 import { guarded, PubSubError } from './errors.js'
-import { DATA_PROTOCOL_VERSION, decodeFrame, encodeCredit, encodeHello, KIND_CREDIT, KIND_HELLO, KIND_MESSAGE, type MessageHeader } from './frames.js'
-import { closeFds, type Incoming, transportsById } from './transport.js'
+import {
+  DATA_PROTOCOL_VERSION,
+  decodeFrame,
+  encodeAttachPool,
+  encodeAttachRing,
+  encodeBindLane,
+  encodeCredit,
+  encodeDetachPool,
+  encodeHello,
+  KIND_ATTACH_RING,
+  KIND_BIND_LANE,
+  KIND_CREDIT,
+  KIND_DETACH_POOL,
+  KIND_HELLO,
+  KIND_MESSAGE,
+  type MessageHeader,
+} from './frames.js'
+import { POOL_TRANSPORT_ID, PoolReceiver, PoolSender, type PublisherPool } from './pool.js'
+import type { Submission } from './ring.js'
+import { closeFds, type Incoming, type Transport, transportsById } from './transport.js'
 
 /** Channel limits of data links, on both ends: credits bound the queue, not these. */
 export const LINK_CHANNEL_OPTIONS = {
@@ -28,13 +46,42 @@ export interface RemoteSubscription {
   readonly topic: string
   readonly lossless: boolean
   readonly window: number
+  /** It accepts the pool transport (its endpoint lists 'pool' in `transports`). */
+  readonly pool: boolean
 }
 
 /** What an outbound link tells its node. */
 export interface OutboundEvents {
   open(link: OutboundLink): void
-  credit(link: OutboundLink, subscription: string): void
+  /** Credits came back (for `subscription`, or for any of the link's when undefined). */
+  credit(link: OutboundLink, subscription: string | undefined): void
   closed(link: OutboundLink, error: Error | undefined): void
+}
+
+/**
+ * One subscription as one link serves it: its credits, and what every message to it needs,
+ * worked out once when the link starts serving it, not per message.
+ */
+export class Lane {
+  readonly subscription: RemoteSubscription
+  readonly link: OutboundLink
+  /** How this link's ring entries name the subscription (bind-lane frame, sent once). */
+  readonly number: number
+  /** True once the bind-lane frame went out. */
+  bound = false
+  readonly window: number
+  /** Messages the publisher may still send before the subscriber grants more. */
+  credits: number
+  /** The last publish that skipped this lane (no credit or no ring room): see Publisher. */
+  skipRound = -1
+
+  constructor(subscription: RemoteSubscription, link: OutboundLink, number: number) {
+    this.subscription = subscription
+    this.link = link
+    this.number = number
+    this.window = subscription.window
+    this.credits = subscription.window
+  }
 }
 
 /** Publisher side: our channel to one subscribing node. */
@@ -43,10 +90,13 @@ export class OutboundLink {
   readonly address: string
   #channel: Channel | undefined
   #state: 'connecting' | 'open' | 'closed' = 'connecting'
-  readonly #credits = new Map<string, number>()
-  readonly #windows = new Map<string, number>()
+  readonly #lanes = new Map<string, Lane>()
+  readonly #lanesByNumber = new Map<number, Lane>()
+  #nextLane = 0
   readonly #events: OutboundEvents
   readonly #abort = new AbortController()
+  // The pool transport's ring, once a publisher of this node offered it (see pool()).
+  #pool: PoolSender | undefined
 
   constructor(node: string, address: string, events: OutboundEvents) {
     this.node = node
@@ -83,6 +133,8 @@ export class OutboundLink {
       const wasOpen = this.#state !== 'closed'
       this.#state = 'closed'
       this.#channel = undefined
+      // Everything the subscriber held of our pools comes back now.
+      this.#pool?.close()
       if (wasOpen) guarded(() => this.#events.closed(this, reason))
     })
     // The id at this moment: a rejoin during the connect renamed us.
@@ -98,30 +150,154 @@ export class OutboundLink {
     return this.#send(encodeHello(self), [])
   }
 
-  /** Credits start at the subscription's window the first time the link serves it. */
-  serve(subscription: RemoteSubscription): void {
-    if (!this.#credits.has(subscription.id)) {
-      this.#credits.set(subscription.id, subscription.window)
-      this.#windows.set(subscription.id, subscription.window)
+  /** The lane of `subscription`: credits start at its window the first time the link serves it. */
+  serve(subscription: RemoteSubscription): Lane {
+    let lane = this.#lanes.get(subscription.id)
+    if (lane === undefined) {
+      lane = new Lane(subscription, this, this.#nextLane++ & 0x7fffffff)
+      this.#lanes.set(subscription.id, lane)
+      this.#lanesByNumber.set(lane.number, lane)
     }
+    return lane
   }
 
   /** Forgets a subscription that went away. */
   unserve(subscription: string): void {
-    this.#credits.delete(subscription)
-    this.#windows.delete(subscription)
+    const lane = this.#lanes.get(subscription)
+    if (lane === undefined) return
+    this.#lanes.delete(subscription)
+    if (this.#lanesByNumber.get(lane.number) === lane) this.#lanesByNumber.delete(lane.number)
+    lane.credits = 0
   }
 
   credits(subscription: string): number {
-    return this.#credits.get(subscription) ?? 0
+    return this.#lanes.get(subscription)?.credits ?? 0
   }
 
-  /** Sends one message frame; spends a credit. */
-  sendMessage(subscription: string, frame: Uint8Array, fds: readonly number[]): void {
-    const credits = this.#credits.get(subscription)
-    if (credits === undefined || credits <= 0) return
-    this.#credits.set(subscription, credits - 1)
-    this.#send(frame, fds)
+  /** Sends one segment message frame on `lane`; spends a credit. */
+  sendMessage(lane: Lane, frame: Uint8Array, fds: readonly number[]): void {
+    if (lane.credits <= 0) return
+    lane.credits--
+    if (this.#pool !== undefined && !this.bind(lane)) return
+    if (this.#send(frame, fds) && this.#pool !== undefined) {
+      // On a pool link the ring orders everything: the marker says where this frame goes.
+      this.#pool.marker(0, lane.number, 0, 0n)
+      this.#pool.flush()
+    }
+  }
+
+  // ---- the pool transport (pool.ts) ----
+
+  /**
+   * The link's pool sender, attaching the ring first if needed (the attach frame goes on the
+   * socket before any entry can name it). Undefined if the link is not open or the ring could
+   * not be made (then the segment transport carries this link's messages).
+   */
+  pool(): PoolSender | undefined {
+    if (this.#pool !== undefined || this.#state !== 'open') return this.#pool
+    let sender: PoolSender
+    try {
+      sender = new PoolSender(this.#poolEvents)
+    } catch {
+      // Out of fds or memory: the segment transport still works, one message at a time.
+      return undefined
+    }
+    if (!this.#send(encodeAttachRing(POOL_TRANSPORT_ID), sender.attachFds)) {
+      sender.close()
+      return undefined
+    }
+    this.#pool = sender
+    return sender
+  }
+
+  /**
+   * Attaches `pool` (of publisher `publisher`) to this link if it is not yet: its fd travels
+   * once. False if the link broke.
+   */
+  attach(sender: PoolSender, pool: PublisherPool, publisher: string): boolean {
+    if (sender.isAttached(pool)) return true
+    if (!this.#send(encodeAttachPool(pool.id, publisher), [pool.fd])) return false
+    sender.attach(pool)
+    return true
+  }
+
+  /** Tells the subscriber which subscription `lane.number` names, once. False if the link broke. */
+  bind(lane: Lane): boolean {
+    if (lane.bound) return true
+    if (!this.#send(encodeBindLane(lane.number, lane.subscription.id), [])) return false
+    lane.bound = true
+    return true
+  }
+
+  /** The publisher of `pool` closed: the subscriber may unmap it once its messages are released. */
+  detach(pool: PublisherPool): void {
+    if (this.#pool?.detach(pool)) this.#send(encodeDetachPool(pool.id), [])
+  }
+
+  /**
+   * Takes the completions the subscriber pushed (releases and credits). A corrupt ring closes
+   * the link. Cheap when there are none: one shared-memory load.
+   */
+  reap(): void {
+    const pool = this.#pool
+    if (pool === undefined) return
+    try {
+      pool.drain()
+    } catch (error) {
+      this.#fail(error as Error)
+    }
+  }
+
+  /**
+   * Whether one more message of publish number `round` fits this link's ring (always true for
+   * a link without one). The ring's room is read once per publish and counted down, so a
+   * publish to several subscriptions of one node never overfills it.
+   */
+  takeSlot(round: number): boolean {
+    const pool = this.#pool
+    if (pool === undefined) return true
+    if (this.#slotsRound !== round) {
+      this.#slotsRound = round
+      try {
+        this.#slots = pool.room
+      } catch (error) {
+        this.#slots = 0
+        this.#fail(error as Error)
+      }
+    }
+    if (this.#slots <= 0) return false
+    this.#slots--
+    return true
+  }
+  #slotsRound = -1
+  #slots = 0
+
+  /** Asks to be told (events.credit) when the subscriber gives something back. */
+  waitForCompletions(): void {
+    const pool = this.#pool
+    if (pool === undefined) return
+    if (!pool.sleep()) queueMicrotask(() => this.#poolEvents.woke())
+  }
+
+  readonly #poolEvents = {
+    credit: (target: number, count: number): void => {
+      const lane = this.#lanesByNumber.get(target)
+      // A grant for a subscription we no longer serve was in flight: ignore it.
+      if (lane !== undefined) this.#grant(lane, count)
+    },
+    woke: (): void => {
+      this.reap()
+      guarded(() => this.#events.credit(this, undefined))
+    },
+  }
+
+  #grant(lane: Lane, count: number): void {
+    // Never more than the window outstanding: a subscriber cannot make us queue without bound.
+    lane.credits = Math.min(lane.window, lane.credits + count)
+  }
+
+  #fail(error: Error): void {
+    void this.#channel?.destroy(error)
   }
 
   #send(frame: Uint8Array, fds: readonly number[]): boolean {
@@ -144,11 +320,10 @@ export class OutboundLink {
       const decoded = decodeFrame(frame.data)
       if (decoded.kind !== KIND_CREDIT) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `a subscriber sent frame kind ${decoded.kind}`)
       target = decoded.target
-      const window = this.#windows.get(target)
+      const lane = this.#lanes.get(target)
       // A grant for a subscription we no longer serve was in flight: ignore it.
-      if (window === undefined) return
-      // Never more than the window outstanding: a subscriber cannot make us queue without bound.
-      this.#credits.set(target, Math.min(window, (this.#credits.get(target) ?? 0) + decoded.credits))
+      if (lane === undefined) return
+      this.#grant(lane, decoded.credits)
     } catch (error) {
       closeFds(frame.fds)
       void this.#channel?.destroy(error as Error)
@@ -158,17 +333,37 @@ export class OutboundLink {
     guarded(() => this.#events.credit(this, target))
   }
 
-  /** Flushes queued frames, then closes. */
+  /**
+   * Flushes queued frames, then closes. On a pool link, first waits until the subscriber has
+   * taken every ring entry (it reads them even from a link the publisher closed, but not
+   * from one whose ring it has not seen since): close() delivers what was published. The
+   * node's close deadline ends the wait by destroying the link.
+   */
   async close(): Promise<void> {
     this.#state = 'closed'
     this.#abort.abort()
+    const pool = this.#pool
+    if (pool !== undefined) {
+      while (this.#channel?.state === 'open') {
+        let unconsumed = 0
+        try {
+          unconsumed = pool.unconsumed
+        } catch {
+          break
+        }
+        if (unconsumed === 0) break
+        await new Promise((resolve) => setTimeout(resolve, 1))
+      }
+    }
     await this.#channel?.close()
+    this.#pool?.close()
   }
 
   async destroy(error?: Error): Promise<void> {
     this.#state = 'closed'
     this.#abort.abort()
     await this.#channel?.destroy(error)
+    this.#pool?.close()
   }
 }
 
@@ -178,6 +373,10 @@ export interface InboundHost {
   deliver(link: InboundLink, header: MessageHeader, incoming: Incoming): boolean
   /** The window of the subscription with this id here, or undefined if there is none. */
   window(subscription: string): number | undefined
+  /** The id of this node's subscription number `n` (`<our node id>/<n>`). */
+  subscriptionId(n: number): string
+  /** How long a pool link's reader polls before it sleeps (the largest `spinMicroseconds` here). */
+  spinMicroseconds(): number
   /**
    * Whether `node` is the process at the other end (pid from SO_PEERCRED): true or false
    * when the topology knows the node, undefined while it does not yet.
@@ -185,6 +384,11 @@ export interface InboundHost {
   isPeer(node: string, pid: number): boolean | undefined
   error(error: Error): void
   closed(link: InboundLink): void
+}
+
+interface QueuedSegment {
+  readonly header: MessageHeader
+  readonly fds: readonly number[]
 }
 
 /** Subscriber side: a channel a publishing node opened to us. */
@@ -201,12 +405,28 @@ export class InboundLink {
   // can make our queue (and our fds and mappings) grow without bound.
   readonly #outstanding = new Map<string, number>()
   readonly #host: InboundHost
+  // Pool transport: the ring, once the publisher attached one. While it exists, segment
+  // message frames wait here until the ring's marker says where they go (the ring orders the
+  // link's messages).
+  #pool: PoolReceiver | undefined
+  readonly #segments: QueuedSegment[] = []
+  // What the publisher's frames named: publisher ids by pool id (attach-pool), subscription
+  // ids by lane number (bind-lane) and back. A ring entry costs no string building.
+  readonly #publishers = new Map<number, string>()
+  readonly #lanes = new Map<number, string>()
+  readonly #laneOf = new Map<string, number>()
 
   constructor(channel: Channel, host: InboundHost) {
     this.channel = channel
     this.#host = host
     channel.on('message', (frame) => this.#onFrame(frame))
-    void channel.closed.then(() => host.closed(this))
+    void channel.closed.then(() => {
+      // Entries published before the publisher closed (or died) are complete: deliver them.
+      this.#pool?.drain()
+      this.#pool?.close()
+      for (const queued of this.#segments.splice(0)) closeFds(queued.fds)
+      host.closed(this)
+    })
   }
 
   get node(): string | undefined {
@@ -228,6 +448,11 @@ export class InboundLink {
     const outstanding = (this.#outstanding.get(subscription) ?? 0) - pending
     if (outstanding > 0) this.#outstanding.set(subscription, outstanding)
     else this.#outstanding.delete(subscription)
+    const lane = this.#pool === undefined ? undefined : this.#laneOf.get(subscription)
+    if (lane !== undefined) {
+      ;(this.#pool as PoolReceiver).credit(lane, pending)
+      return
+    }
     try {
       this.channel.send(encodeCredit(subscription, pending))
     } catch (error) {
@@ -260,10 +485,48 @@ export class InboundLink {
         return
       }
       if (decoded.kind === KIND_CREDIT) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'a publisher sent a credit frame')
-      if (decoded.kind !== KIND_MESSAGE) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `frame kind ${decoded.kind} before the pool transport was offered`)
       const node = this.#node
       if (node === undefined) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'message before hello')
       if (!this.#verified) this.#verify()
+      if (decoded.kind === KIND_ATTACH_RING) {
+        if (decoded.transport !== POOL_TRANSPORT_ID) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `attach-ring for transport ${decoded.transport}`)
+        if (this.#pool !== undefined) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'a second attach-ring')
+        if (fds.length !== 3) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `attach-ring carries ${fds.length} fds, not 3`)
+        fds = []
+        this.#pool = new PoolReceiver(frame.fds, this.#poolHost, this.#host.spinMicroseconds())
+        return
+      }
+      if (decoded.kind !== KIND_MESSAGE) {
+        const pool = this.#pool
+        if (pool === undefined) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `frame kind ${decoded.kind} before attach-ring`)
+        if (decoded.kind === KIND_DETACH_POOL) {
+          if (fds.length > 0) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'detach-pool carried descriptors')
+          pool.detachPool(decoded.pool)
+          this.#publishers.delete(decoded.pool)
+          return
+        }
+        if (decoded.kind === KIND_BIND_LANE) {
+          if (fds.length > 0) throw new PubSubError('ERR_PUBSUB_PROTOCOL', 'bind-lane carried descriptors')
+          const bound = this.#lanes.get(decoded.lane)
+          if (bound !== undefined && bound !== decoded.target) {
+            throw new PubSubError('ERR_PUBSUB_PROTOCOL', `lane ${decoded.lane} bound again, to ${decoded.target}`)
+          }
+          this.#lanes.set(decoded.lane, decoded.target)
+          this.#laneOf.set(decoded.target, decoded.lane)
+        } else {
+          if (fds.length !== 1) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `attach-pool carries ${fds.length} fds, not 1`)
+          // A node publishes under its own id only.
+          if (!decoded.publisher.startsWith(`${node}/`)) {
+            throw new PubSubError('ERR_PUBSUB_PROTOCOL', `node ${node} attached a pool as ${decoded.publisher}`)
+          }
+          fds = []
+          pool.attachPool(decoded.pool, frame.fds[0] as number)
+          this.#publishers.set(decoded.pool, decoded.publisher)
+        }
+        // Entries naming it may already wait in the ring.
+        pool.resume()
+        return
+      }
       // A node publishes under its own id only.
       if (!decoded.publisher.startsWith(`${node}/`)) {
         throw new PubSubError('ERR_PUBSUB_PROTOCOL', `node ${node} sent a message as ${decoded.publisher}`)
@@ -271,27 +534,88 @@ export class InboundLink {
       if (decoded.fdCount !== fds.length) {
         throw new PubSubError('ERR_PUBSUB_PROTOCOL', `the frame says ${decoded.fdCount} fds, ${fds.length} came`)
       }
-      const transport = transportsById.get(decoded.transport)
-      if (transport === undefined) throw new PubSubError('ERR_PUBSUB_PROTOCOL', `unknown transport ${decoded.transport}`)
-      const window = this.#host.window(decoded.target)
-      if (window === undefined) {
-        // In flight to a subscription that has just closed: not an error.
+      if (decoded.transport === POOL_TRANSPORT_ID || !transportsById.has(decoded.transport)) {
+        throw new PubSubError('ERR_PUBSUB_PROTOCOL', `unknown transport ${decoded.transport} in a message frame`)
+      }
+      if (!this.#admit(decoded)) {
         closeFds(fds)
         return
       }
-      const outstanding = (this.#outstanding.get(decoded.target) ?? 0) + 1
-      if (outstanding > window) {
-        throw new PubSubError('ERR_PUBSUB_PROTOCOL', `node ${node} sent more than the window (${window}) to ${decoded.target}`)
+      if (this.#pool !== undefined) {
+        // Its place in the link's order is the ring's marker: wait for it.
+        this.#segments.push({ header: decoded, fds })
+        fds = []
+        this.#pool.resume()
+        return
       }
-      this.#outstanding.set(decoded.target, outstanding)
       fds = []
-      const incoming = transport.open(decoded.length, frame.fds)
-      if (!this.#host.deliver(this, decoded, incoming)) incoming.release()
+      this.#open(decoded, frame.fds)
     } catch (error) {
       closeFds(fds)
       this.#host.error(error as Error)
       void this.channel.destroy(error as Error)
     }
+  }
+
+  /**
+   * Counts a message against its subscription's window. False if the subscription is gone
+   * (in flight to one that just closed: not an error); throws past the window.
+   */
+  #admit(header: MessageHeader): boolean {
+    const window = this.#host.window(header.target)
+    if (window === undefined) return false
+    const outstanding = (this.#outstanding.get(header.target) ?? 0) + 1
+    if (outstanding > window) {
+      throw new PubSubError('ERR_PUBSUB_PROTOCOL', `node ${this.#node} sent more than the window (${window}) to ${header.target}`)
+    }
+    this.#outstanding.set(header.target, outstanding)
+    return true
+  }
+
+  // A segment message: map it and hand it up. Owns `fds`.
+  #open(header: MessageHeader, fds: readonly number[]): void {
+    const transport = transportsById.get(header.transport) as Transport
+    const incoming = transport.open(header.length, fds)
+    if (!this.#host.deliver(this, header, incoming)) incoming.release()
+  }
+
+  readonly #poolHost = {
+    known: (entry: Submission): boolean => this.#lanes.has(entry.target) && this.#publishers.has(entry.pool),
+    deliver: (entry: Submission, incoming: Incoming): void => {
+      const header: MessageHeader = {
+        transport: POOL_TRANSPORT_ID,
+        fdCount: 0,
+        length: entry.length,
+        seq: entry.seq,
+        timestamp: entry.timestamp,
+        publisher: this.#publishers.get(entry.pool) as string,
+        target: this.#lanes.get(entry.target) as string,
+      }
+      if (entry.seq < 1 || entry.seq > Number.MAX_SAFE_INTEGER) {
+        incoming.release()
+        throw new PubSubError('ERR_PUBSUB_PROTOCOL', `a ring entry has seq ${entry.seq}`)
+      }
+      let admitted = false
+      try {
+        admitted = this.#admit(header)
+      } finally {
+        if (!admitted) incoming.release()
+      }
+      if (admitted && !this.#host.deliver(this, header, incoming)) incoming.release()
+    },
+    marker: (entry: Submission): boolean => {
+      if (this.#segments.length === 0 || !this.#lanes.has(entry.target)) return false
+      const queued = this.#segments.shift() as QueuedSegment
+      if (this.#lanes.get(entry.target) !== queued.header.target) {
+        closeFds(queued.fds)
+        throw new PubSubError('ERR_PUBSUB_PROTOCOL', `a ring marker for subscription ${entry.target} met a frame for ${queued.header.target}`)
+      }
+      this.#open(queued.header, queued.fds)
+      return true
+    },
+    fail: (error: Error): void => {
+      this.fail(error)
+    },
   }
 
   #verify(): void {

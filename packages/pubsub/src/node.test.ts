@@ -116,10 +116,12 @@ describe('delivery between two nodes', () => {
     await pub.close()
   })
 
-  it('msg.data after release() reads zeros instead of crashing; release is idempotent', async () => {
+  it('segment transport: msg.data after release() reads zeros instead of crashing; release is idempotent', async () => {
     const topic = freshTopic('release')
+    await using segmentNode = await connect({ domain, name: 'unit-segment-publisher', transport: 'segment' })
     const sub = subNode.subscribe(topic)
-    const pub = pubNode.publisher(topic)
+    const pub = segmentNode.publisher(topic)
+    expect(pub.transport).toBe('segment')
     await pub.waitForSubscribers()
     const payload = new Uint8Array(10_000).fill(0xab)
     pub.publish(payload)
@@ -138,6 +140,34 @@ describe('delivery between two nodes', () => {
     message.release()
     await sub.close()
     await pub.close()
+  })
+
+  it('pool transport: msg.data after release() may show newer pool bytes, never crashes; zeros once the pool is unmapped', async () => {
+    const topic = freshTopic('release-pool')
+    const sub = subNode.subscribe(topic)
+    const pub = pubNode.publisher(topic)
+    expect(pub.transport).toBe('pool')
+    await pub.waitForSubscribers()
+    pub.publish(new Uint8Array(10_000).fill(0xab))
+    const iterator = sub[Symbol.asyncIterator]()
+    const first = await next(iterator)
+    const data = first.data
+    expect(data.every((byte) => byte === 0xab)).toBe(true)
+    first.release()
+    first.release()
+    expect(sub.held).toBe(0)
+    // The block is free again: the next message of the same size reuses it.
+    pub.publish(new Uint8Array(10_000).fill(0xcd))
+    const second = await next(iterator)
+    expect(second.data.every((byte) => byte === 0xcd)).toBe(true)
+    expect(data.byteLength).toBe(10_000)
+    expect(data.every((byte) => byte === 0xab || byte === 0xcd)).toBe(true)
+    second.release()
+    // The publisher closes: once nothing of its pool is held, the subscriber unmaps it and
+    // stale views read zeros.
+    await pub.close()
+    await until(() => data.every((byte) => byte === 0), 'the pool to be unmapped')
+    await sub.close()
   })
 
   it("callback style: sub.on('message') gets messages queued before the listener, in order, then live ones", async () => {

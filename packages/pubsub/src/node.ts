@@ -13,11 +13,12 @@ import { type EndpointInfo, type Json, join, type NodeInfo, type TopologyChange,
 import { abortError, checkSignal, PubSubError } from './errors.js'
 import type { MessageHeader } from './frames.js'
 import { InboundLink, LINK_CHANNEL_OPTIONS, OutboundLink, type RemoteSubscription } from './link.js'
-import { Publisher, type Target } from './publisher.js'
+import { Publisher, type PublisherOptions, type Target } from './publisher.js'
 import { DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE, QUEUE_POLICIES, type SubscribeOptions, Subscription } from './subscription.js'
+import { DEFAULT_POOL_SIZE, MAX_POOL_SIZE, MIN_POOL_SIZE, type PublisherPool } from './pool.js'
 import { checkTopic } from './topic.js'
 import type { Incoming, TransportName } from './transport.js'
-import { transportsByName } from './transport.js'
+import { TRANSPORTS } from './transport.js'
 
 /** Options of `connect()`. */
 export interface ConnectOptions {
@@ -27,7 +28,12 @@ export interface ConnectOptions {
   name?: string
   /** JSON data published with this node in the topology. */
   metadata?: { [key: string]: Json }
-  /** How this node's publishers move payloads. Default 'segment' (one sealed memfd per message). */
+  /**
+   * How this node's publishers move payloads. Default 'pool': each publisher's shared-memory
+   * pool, announced through a ring per link (no syscall per message while both sides are
+   * busy). 'segment': one sealed memfd per message. Links to nodes that accept only segments
+   * use segments whatever this says.
+   */
   transport?: TransportName
   /**
    * Which processes may take part (hub connections and data links, both directions).
@@ -89,7 +95,10 @@ function remoteSubscription(endpoint: EndpointInfo): RemoteSubscription {
   const policy = QUEUE_POLICIES.includes(options.policy as never) ? options.policy : 'drop-oldest'
   const size = options.queueSize
   const window = typeof size === 'number' && Number.isInteger(size) && size >= 1 && size <= MAX_QUEUE_SIZE ? size : DEFAULT_QUEUE_SIZE
-  return { id: endpoint.id, node: endpoint.node, topic: endpoint.topic, lossless: policy === 'wait', window }
+  // Nodes that predate the pool transport list no `transports`: they get segments.
+  const transports = (endpoint.options as { transports?: unknown }).transports
+  const pool = Array.isArray(transports) && transports.includes('pool')
+  return { id: endpoint.id, node: endpoint.node, topic: endpoint.topic, lossless: policy === 'wait', window, pool }
 }
 
 const createToken = Symbol('PubSubNode.create')
@@ -189,14 +198,13 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   }
 
   /** Creates a publisher of `topic`. Several per topic are fine; each has its own sequence. */
-  publisher(topic: string): Publisher {
+  publisher(topic: string, options: PublisherOptions = {}): Publisher {
     this.#checkOpen('publisher()')
     checkTopic(topic)
-    const transport = transportsByName.get(this.#transport)
-    if (transport === undefined) throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', `unknown transport ${this.#transport}`)
+    const poolSize = checkPoolSize(options)
     const endpoint = this.topology.addEndpoint({ topic, role: 'publisher', options: { transport: this.#transport } })
     const state = this.#topic(topic)
-    const publisher = Publisher.create(endpoint.id, topic, transport, this.#publisherHost)
+    const publisher = Publisher.create(endpoint.id, topic, this.#transport, this.#publisherHost, poolSize)
     state.publishers.add(publisher)
     // Links to the topic's existing subscribers (some may exist already, for other topics).
     for (const remote of state.remoteSubscriptions.values()) this.#ensureLink(remote.node)
@@ -216,7 +224,8 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
     const endpoint = this.topology.addEndpoint({
       topic,
       role: 'subscriber',
-      options: { policy: resolved.policy, queueSize: resolved.queueSize },
+      // `transports`: what this node accepts, so each publisher picks per link (PROTOCOL §9.1).
+      options: { policy: resolved.policy, queueSize: resolved.queueSize, transports: ['pool', 'segment'] },
     })
     const subscription = Subscription.create(endpoint.id, topic, resolved, this.#subscriptionHost)
     // Registered before the topology announces it: frames can never outrun the subscription.
@@ -261,6 +270,9 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
 
   readonly #publisherHost = {
     targets: (topic: string): readonly Target[] => this.#topics.get(topic)?.targets ?? [],
+    detachPool: (pool: PublisherPool): void => {
+      for (const link of this.#outbound.values()) link.detach(pool)
+    },
     removed: (publisher: Publisher): void => {
       const state = this.#topics.get(publisher.topic)
       state?.publishers.delete(publisher)
@@ -284,6 +296,12 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
 
   readonly #inboundHost = {
     window: (subscription: string): number | undefined => this.#subscriptions.get(subscription)?.queueSize,
+    subscriptionId: (n: number): string => `${this.id}/${n}`,
+    spinMicroseconds: (): number => {
+      let spin = 0
+      for (const subscription of this.#subscriptions.values()) spin = Math.max(spin, subscription.spinMicroseconds)
+      return spin
+    },
     isPeer: (node: string, pid: number): boolean | undefined => {
       const info = this.#nodes.get(node)
       if (info === undefined) return undefined
@@ -304,7 +322,12 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
     open: (link: OutboundLink): void => {
       this.#refreshNode(link.node)
     },
-    credit: (_link: OutboundLink, subscription: string): void => {
+    credit: (link: OutboundLink, subscription: string | undefined): void => {
+      if (subscription === undefined) {
+        // Pool links report completions in batches: every topic the link serves may be ready.
+        this.#refreshPublishers(link.node)
+        return
+      }
       const remote = this.#findRemote(subscription)
       if (remote === undefined) return
       for (const publisher of this.#topics.get(remote.topic)?.publishers ?? []) publisher.update()
@@ -492,12 +515,17 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
       for (const subscription of state.remoteSubscriptions.values()) {
         const link = this.#outbound.get(subscription.node)
         if (link === undefined || !link.open) continue
-        link.serve(subscription)
-        targets.push({ subscription, link })
+        targets.push({ subscription, link, lane: link.serve(subscription) })
       }
     }
     state.targets = targets
     for (const publisher of state.publishers) publisher.update()
+  }
+
+  #refreshPublishers(node: string): void {
+    const topics = new Set<string>()
+    for (const remote of this.#remoteByNode.get(node) ?? []) topics.add(remote.topic)
+    for (const topic of topics) for (const publisher of this.#topics.get(topic)?.publishers ?? []) publisher.update()
   }
 
   #findRemote(subscription: string): RemoteSubscription | undefined {
@@ -597,6 +625,17 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   }
 }
 
+function checkPoolSize(options: PublisherOptions): number {
+  if (typeof options !== 'object' || options === null) {
+    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'options must be an object')
+  }
+  const size = options.poolSize ?? DEFAULT_POOL_SIZE
+  if (!Number.isSafeInteger(size) || size < MIN_POOL_SIZE || size > MAX_POOL_SIZE || (size & (size - 1)) !== 0) {
+    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', `poolSize must be a power of two from ${MIN_POOL_SIZE} to ${MAX_POOL_SIZE}`)
+  }
+  return size
+}
+
 // An fdpass failure of a link itself (not the peer leaving, not our own close).
 function isLinkFailure(error: Error): boolean {
   if (!FdpassError.isInstance(error)) return false
@@ -647,9 +686,9 @@ export async function connect(options: ConnectOptions = {}): Promise<PubSubNode>
   if (typeof options !== 'object' || options === null) {
     throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'options must be an object')
   }
-  const transport = options.transport ?? 'segment'
-  if (!transportsByName.has(transport)) {
-    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', `transport must be one of ${[...transportsByName.keys()].join(', ')}`)
+  const transport = options.transport ?? 'pool'
+  if (!TRANSPORTS.includes(transport)) {
+    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', `transport must be one of ${TRANSPORTS.join(', ')}`)
   }
   const signal = checkSignal(options.signal)
   const timeout = options.timeout

@@ -40,7 +40,7 @@ function protocolError(message: string): PubSubError {
  * that carries it until that subscriber releases it.
  */
 export class PublisherPool {
-  /** The pool's id on the wire: the publisher endpoint's number (`<node>/<n>`). */
+  /** The pool's id on the wire (attach-pool frame): unique in this process. */
   readonly id: number
   readonly size: number
   readonly #segment: Segment
@@ -159,7 +159,13 @@ export class PoolSender {
       this.#ringSegment.close()
       throw error
     }
-    // Watched only while asleep: an idle link costs nothing.
+    // Always watched (an idle poll handle costs nothing): the subscriber rings when we asked
+    // to be woken (sleep()), and when its completion ring fills up while we publish nothing.
+    this.#publisherBell.watch(() => {
+      this.#sleeping = false
+      this.ring.wake()
+      this.#events.woke()
+    })
   }
 
   /** The fds of the attach-ring frame: ring memfd, the subscriber's doorbell, ours. */
@@ -191,11 +197,6 @@ export class PoolSender {
     return true
   }
 
-  /** Ring slots free now (completions are drained first, so a full ring frees what it can). */
-  room(): number {
-    return this.ring.room()
-  }
-
   /** Writes one entry for `pool`'s block (the pool must be attached). Visible after flush(). */
   submit(pool: PublisherPool, offset: number, length: number, target: number, seq: number, timestamp: bigint): void {
     const attached = this.#attached.get(pool.id) as Attached
@@ -209,9 +210,23 @@ export class PoolSender {
     this.ring.write(SEGMENT_MARKER, 0, length, target, seq, timestamp)
   }
 
-  /** Makes written entries visible, ringing the subscriber if it sleeps. */
+  /**
+   * Makes written entries (and completion slots freed by drain()) visible, ringing the
+   * subscriber if it sleeps.
+   */
   flush(): void {
     if (this.ring.publish()) this.#subscriberBell.ring()
+  }
+
+  /** Entries the subscriber has not taken yet (throws ERR_PUBSUB_PROTOCOL for a corrupt head). */
+  get unconsumed(): number {
+    this.ring.room()
+    return this.ring.pending
+  }
+
+  /** Ring slots left for this publish (room() after the subscriber's last commit). */
+  get room(): number {
+    return this.ring.room()
   }
 
   /**
@@ -248,15 +263,7 @@ export class PoolSender {
   sleep(): boolean {
     if (this.#closed) return true
     if (!this.ring.sleep()) return false
-    if (!this.#sleeping) {
-      this.#sleeping = true
-      this.#publisherBell.watch(() => {
-        this.#sleeping = false
-        this.#publisherBell.unwatch()
-        this.ring.wake()
-        this.#events.woke()
-      })
-    }
+    this.#sleeping = true
     return true
   }
 
@@ -304,6 +311,8 @@ class MappedPool {
 
 /** What a pool receiver hands up. */
 export interface PoolReceiverHost {
+  /** Whether the entry's pool and lane were attached and bound (their frames may still be in the socket). */
+  known(entry: Submission): boolean
   /** One message from the ring. Returns false if nobody wants it (its block is released). */
   deliver(entry: Submission, incoming: Incoming): void
   /**
@@ -347,10 +356,17 @@ export class PoolReceiver {
   #paused = false
   #draining = false
   #closed = false
+  readonly #spinNs: bigint
+  #spinning = false
 
-  /** Takes the three fds of an attach-ring frame (closes them all if it throws). */
-  constructor(fds: readonly number[], host: PoolReceiverHost) {
+  /**
+   * Takes the three fds of an attach-ring frame (closes them all if it throws). With
+   * `spinMicroseconds`, an empty ring is polled that long (from the event loop, between
+   * other work) before the reader sleeps on its doorbell.
+   */
+  constructor(fds: readonly number[], host: PoolReceiverHost, spinMicroseconds = 0) {
     this.#host = host
+    this.#spinNs = BigInt(Math.round(spinMicroseconds * 1000))
     const [ringFd, subscriberFd, publisherFd] = fds as [number, number, number]
     const opened: { close(): void }[] = []
     try {
@@ -366,6 +382,9 @@ export class PoolReceiver {
       throw protocolError(`unusable attach-ring descriptors (${(error as { code?: string }).code ?? (error as Error).message})`)
     }
     this.#subscriberBell.watch(() => this.drain())
+    // A fresh ring's subscriber counts as awake, so nothing rings it until it first sleeps:
+    // take what is there already (or declare sleep) once the link has recorded us.
+    queueMicrotask(() => this.drain())
   }
 
   /** Maps a pool the publisher attached (owns `fd` from the call on). */
@@ -411,20 +430,25 @@ export class PoolReceiver {
         let count = ring.available()
         while (count > 0) {
           ring.peek(entry)
-          if (entry.pool === SEGMENT_MARKER) {
-            if (!this.#host.marker(entry)) {
-              this.#paused = true
-              ring.commit()
-              return
-            }
-          } else {
-            this.#take(entry)
+          // An entry may depend on a frame still in the socket (the marker's segment frame, or
+          // the attach of its pool): wait for it; resume() comes with the next frame.
+          const ready = entry.pool === SEGMENT_MARKER ? this.#host.marker(entry) : this.#take(entry)
+          if (!ready) {
+            this.#paused = true
+            ring.commit()
+            return
           }
           ring.advance()
           count--
           if (this.#closed) return
         }
         ring.commit()
+        // A publisher waiting for ring room learns of the commit here.
+        if (ring.publishCompletions()) this.#publisherBell.ring()
+        if (this.#spinNs > 0n) {
+          this.#spin()
+          return
+        }
         if (ring.sleep()) return
       }
     } catch (error) {
@@ -434,9 +458,42 @@ export class PoolReceiver {
     }
   }
 
-  #take(entry: Submission): void {
+  // Polls the ring from setImmediate until something comes or the spin time is up, then
+  // sleeps. Between polls the event loop runs (the user's handlers, which may publish the
+  // reply we are waiting for): a synchronous busy loop here would starve them.
+  #spin(): void {
+    if (this.#spinning) return
+    this.#spinning = true
+    const ring = this.#ring
+    ring.wake()
+    const deadline = process.hrtime.bigint() + this.#spinNs
+    const poll = (): void => {
+      if (this.#closed) return
+      try {
+        if (ring.available() > 0) {
+          this.#spinning = false
+          this.drain()
+          return
+        }
+        if (process.hrtime.bigint() < deadline) {
+          setImmediate(poll)
+          return
+        }
+        this.#spinning = false
+        if (!ring.sleep()) this.drain()
+      } catch (error) {
+        this.#spinning = false
+        this.#host.fail(error as Error)
+      }
+    }
+    setImmediate(poll)
+  }
+
+  #take(entry: Submission): boolean {
     const pool = this.#pools.get(entry.pool)
-    if (pool === undefined) throw protocolError(`an entry names pool ${entry.pool}, which is not attached`)
+    // Not attached or bound yet (the frame is still in the socket), or never: then only this
+    // link stalls.
+    if (pool === undefined || !this.#host.known(entry)) return false
     const end = entry.offset + entry.length
     if (end > pool.size) throw protocolError(`block ${entry.offset}+${entry.length} is outside pool ${entry.pool} of ${pool.size} bytes`)
     const data = pool.bytes.subarray(entry.offset, end)
@@ -453,6 +510,7 @@ export class PoolReceiver {
       },
     }
     this.#host.deliver(entry, incoming)
+    return true
   }
 
   /** Gives a block of `pool` (attached as `id`) back to the publisher. */
@@ -480,6 +538,8 @@ export class PoolReceiver {
       }
       ring.writeCompletion(a, b)
       if (ring.publishCompletions()) this.#publisherBell.ring()
+      // A publisher that publishes nothing does not drain: ask it to, before the ring fills.
+      else if (ring.completionRoom() === ring.completions >> 1) this.#publisherBell.ring()
     } catch (error) {
       this.#host.fail(error as Error)
     }
@@ -495,9 +555,12 @@ export class PoolReceiver {
       room--
     }
     this.#backlog.splice(0, i)
-    if (i > 0 && ring.publishCompletions()) this.#publisherBell.ring()
-    // The publisher drains as it publishes; one that is idle is rung above when it sleeps.
-    if (this.#backlog.length > 0) setImmediate(() => !this.#closed && this.#flushBacklog())
+    if (i > 0) ring.publishCompletions()
+    // Full: the publisher drains when rung (its doorbell is always watched).
+    if (this.#backlog.length > 0) {
+      this.#publisherBell.ring()
+      setImmediate(() => !this.#closed && this.#flushBacklog())
+    }
   }
 
   /** Stops watching; held messages keep their pools mapped until released. Idempotent. */

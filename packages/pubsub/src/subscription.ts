@@ -39,6 +39,13 @@ export interface SubscribeOptions {
    */
   maxHeld?: number
   /**
+   * Pool transport: how long (µs) this node polls a link's ring for the next message before
+   * it sleeps on its doorbell. Off (0) by default. Polling costs up to one core while it
+   * runs and buys latency: a wake-up from sleep costs tens of µs on this kind of machine, a
+   * poll a few. The largest value of a node's subscriptions applies to its links.
+   */
+  spinMicroseconds?: number
+  /**
    * Ends the subscription when aborted, with an AbortError (name 'AbortError', code
    * ERR_PUBSUB_ABORTED): `closed` settles with it and a `for await` loop throws it.
    */
@@ -83,6 +90,8 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
   readonly policy: QueuePolicy
   readonly queueSize: number
   readonly maxHeld: number
+  /** See SubscribeOptions.spinMicroseconds. */
+  readonly spinMicroseconds: number
   /** Settles when the subscription closes: undefined after close(), else the error. Never rejects. */
   readonly closed: Promise<Error | undefined>
 
@@ -126,6 +135,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
     this.policy = options.policy
     this.queueSize = options.queueSize
     this.maxHeld = options.maxHeld
+    this.spinMicroseconds = options.spinMicroseconds
     this.#host = host
     this.#lastCount = host.publisherCount(topic)
     this.#tracker = { released: (held) => this.#held.delete(held) }
@@ -161,7 +171,11 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
     if (!Number.isInteger(maxHeld) || maxHeld < 1 || maxHeld > 1_000_000) {
       throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'maxHeld must be an integer in 1..1000000')
     }
-    return { policy, queueSize, maxHeld, signal: checkSignal(options.signal) }
+    const spinMicroseconds = options.spinMicroseconds ?? 0
+    if (typeof spinMicroseconds !== 'number' || !Number.isFinite(spinMicroseconds) || spinMicroseconds < 0 || spinMicroseconds > 1_000_000) {
+      throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'spinMicroseconds must be a number in 0..1000000')
+    }
+    return { policy, queueSize, maxHeld, spinMicroseconds, signal: checkSignal(options.signal) }
   }
 
   /** This subscription's endpoint id in the topology (`<node id>/<n>`). */

@@ -1,13 +1,17 @@
-// The transport seam: how a payload travels from publisher to subscriber. The link carries
-// the message frame and its fds; a transport decides what the fds are and how the bytes get
-// into them. Adding a transport means a new id here, a `prepare` and an `open`; nothing else
-// in the package looks inside a payload.
+// How payloads travel. Two transports:
+// - 'pool' (id 2, pool.ts): each publisher owns a pool of shared memory, attached once per
+//   link; a message is a block of it, announced by a 32-byte entry in the link's shared ring.
+//   Links to nodes that do not accept it, and messages too large for the pool, use segments.
+// - 'segment' (id 1, below): one sealed memfd per message, its fd sent with a message frame.
+//   It is the design notes' data path, what every node accepts, and the pool's fallback.
+// A `Transport` here is the frame-borne kind: `prepare` makes the fds a message frame carries
+// and `open` maps them at the receiver.
 import { closeSync } from 'node:fs'
 import { MAX_SEGMENT_SIZE, Segment, ShmError } from '@ipc-pubsub/shm'
 import { PubSubError } from './errors.js'
 
 /** Names of the transports a node can publish with. */
-export type TransportName = 'segment'
+export type TransportName = 'pool' | 'segment'
 
 /** A payload ready to send: the fds to attach to every subscriber's frame. */
 export interface Outgoing {
@@ -112,9 +116,8 @@ export const segmentTransport: Transport = {
   },
 }
 
-/** @internal The transports by name (publishing) and by wire id (receiving). */
-export const transportsByName: ReadonlyMap<string, Transport> = new Map([['segment', segmentTransport]])
+/** @internal Frame-borne transports by wire id (receiving message frames). */
 export const transportsById: ReadonlyMap<number, Transport> = new Map([[segmentTransport.id, segmentTransport]])
 
 /** The names of every transport a node can publish with, default first. */
-export const TRANSPORTS: readonly TransportName[] = Object.freeze([...transportsByName.keys()] as TransportName[])
+export const TRANSPORTS: readonly TransportName[] = Object.freeze(['pool', 'segment'] as TransportName[])
