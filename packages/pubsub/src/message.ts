@@ -14,15 +14,20 @@ export interface HeldTracker {
  */
 export interface HeldToken {
   readonly tracker: HeldTracker
+  /** Gives the transport's memory back (Incoming.reclaim), if it needs that. */
+  readonly reclaim: (() => void) | undefined
   done: boolean
 }
 
 // GC fallback: a message whose data the user dropped without release() is accounted for here.
-// The memory itself is released by @ipc-pubsub/shm's own finalizer (fd closed, range unmapped)
-// once V8 collects the mapping's ArrayBuffer; this registry only keeps the held count right.
+// A segment's memory is released by @ipc-pubsub/shm's own finalizer (fd closed, range
+// unmapped) once V8 collects the mapping's ArrayBuffer; a pool block goes back to its
+// publisher through `reclaim` once the message's view is collected (the pool's ArrayBuffer
+// lives on). This registry also keeps the held count right.
 const collected = new FinalizationRegistry<HeldToken>((token) => {
   if (token.done) return
   token.done = true
+  token.reclaim?.()
   token.tracker.released(token)
 })
 
@@ -65,9 +70,11 @@ export class Message implements Disposable {
     this.lost = fields.lost
     this.data = incoming.data
     this.#incoming = incoming
-    if (tracker !== undefined && incoming.data.byteLength > 0) {
-      this.#token = { tracker, done: false }
-      collected.register(incoming.data.buffer, this.#token, this.#token)
+    const reclaim = incoming.reclaim
+    if (tracker !== undefined && (reclaim !== undefined || incoming.data.byteLength > 0)) {
+      this.#token = { tracker, reclaim, done: false }
+      // A pool message's view is its own (the buffer is the whole pool); a segment's buffer is.
+      collected.register(reclaim === undefined ? incoming.data.buffer : incoming.data, this.#token, this.#token)
     }
   }
 

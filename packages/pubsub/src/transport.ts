@@ -29,6 +29,12 @@ export interface Incoming {
    * package replaces a closed mapping with a private tombstone, never unmaps it under a view.
    */
   release(): void
+  /**
+   * Set by transports whose memory our code must give back when the message is collected
+   * unreleased (the pool: the block goes back to its publisher). It must not reference
+   * `data`. Segments need none: @ipc-pubsub/shm's finalizer unmaps them.
+   */
+  readonly reclaim?: () => void
 }
 
 export interface Transport {
