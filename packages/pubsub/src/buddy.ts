@@ -7,8 +7,13 @@
 // allocate and free, and waste at most half of a block to rounding.
 //
 // Invariant: every byte of [0, size) is in exactly one block, which is either free (in
-// `#free[order]`) or allocated (in `#allocated`, offset -> order). Two free buddies of the same
-// order are always merged.
+// `#free[order]`) or allocated (in `#allocated`, offset -> order).
+//
+// Merging is lazy: a freed block stays at its order, ready for the next request of that size
+// (a stream of same-size messages then costs two set operations per message, not a split
+// and a merge of ~20 levels each). Free buddies are merged only when a request finds no
+// block large enough (coalesce()), so a refusal still means no aligned free block of that
+// size exists.
 
 /** Smallest block: a cache line, so two messages never share one. */
 export const MIN_BLOCK = 64
@@ -23,8 +28,9 @@ export class BuddyAllocator {
   // they come up, and are skipped then.
   readonly #free: Set<number>[]
   readonly #stacks: number[][]
-  // Allocated blocks: offset -> order.
-  readonly #allocated = new Map<number, number>()
+  // Allocated blocks: order + 1 at offset / MIN_BLOCK (0: no allocated block starts there).
+  readonly #allocated: Uint8Array
+  #count = 0
   #used = 0
 
   /** `size` must be MIN_BLOCK times a power of two. */
@@ -34,6 +40,7 @@ export class BuddyAllocator {
     }
     this.size = size
     this.#maxOrder = Math.log2(size / MIN_BLOCK)
+    this.#allocated = new Uint8Array(size / MIN_BLOCK)
     this.#free = Array.from({ length: this.#maxOrder + 1 }, () => new Set<number>())
     this.#stacks = Array.from({ length: this.#maxOrder + 1 }, () => [])
     this.#push(this.#maxOrder, 0)
@@ -46,7 +53,7 @@ export class BuddyAllocator {
 
   /** Blocks allocated now. */
   get count(): number {
-    return this.#allocated.size
+    return this.#count
   }
 
   /** The largest request that can ever succeed (the whole pool). */
@@ -65,41 +72,65 @@ export class BuddyAllocator {
   allocate(length: number): number {
     const order = orderFor(length)
     if (order > this.#maxOrder) return -1
-    let from = order
-    while (from <= this.#maxOrder && (this.#free[from] as Set<number>).size === 0) from++
-    if (from > this.#maxOrder) return -1
+    let from = this.#smallestFree(order)
+    if (from < 0) {
+      this.#coalesce()
+      from = this.#smallestFree(order)
+      if (from < 0) return -1
+    }
     const offset = this.#pop(from)
     // Split down to the order asked for: the upper halves stay free.
     while (from > order) {
       from--
       this.#push(from, offset + (MIN_BLOCK << from))
     }
-    this.#allocated.set(offset, order)
+    this.#allocated[offset / MIN_BLOCK] = order + 1
+    this.#count++
     this.#used += MIN_BLOCK << order
     return offset
   }
 
   /** True if `offset` is the start of an allocated block. */
   isAllocated(offset: number): boolean {
-    return this.#allocated.has(offset)
+    const index = offset / MIN_BLOCK
+    return Number.isInteger(index) && index >= 0 && index < this.#allocated.length && this.#allocated[index] !== 0
   }
 
   /** Frees the block at `offset`. False (and nothing changes) if no block starts there. */
   free(offset: number): boolean {
-    let order = this.#allocated.get(offset)
-    if (order === undefined) return false
-    this.#allocated.delete(offset)
+    if (!this.isAllocated(offset)) return false
+    const index = offset / MIN_BLOCK
+    const order = (this.#allocated[index] as number) - 1
+    this.#allocated[index] = 0
+    this.#count--
     this.#used -= MIN_BLOCK << order
-    let start = offset
-    while (order < this.#maxOrder) {
-      const buddy = start ^ (MIN_BLOCK << order)
-      const set = this.#free[order] as Set<number>
-      if (!set.delete(buddy)) break
-      start = Math.min(start, buddy)
-      order++
-    }
-    this.#push(order, start)
+    this.#push(order, offset)
     return true
+  }
+
+  #smallestFree(order: number): number {
+    for (let from = order; from <= this.#maxOrder; from++) if ((this.#free[from] as Set<number>).size > 0) return from
+    return -1
+  }
+
+  // Merges every pair of free buddies, from the smallest order up (a merge can enable one
+  // at the next order). O(free blocks).
+  #coalesce(): void {
+    for (let order = 0; order < this.#maxOrder; order++) {
+      const set = this.#free[order] as Set<number>
+      if (set.size < 2) continue
+      const size = MIN_BLOCK << order
+      for (const offset of [...set]) {
+        if ((offset & size) !== 0 || !set.has(offset)) continue
+        const buddy = offset + size
+        if (!set.has(buddy)) continue
+        set.delete(offset)
+        set.delete(buddy)
+        ;(this.#free[order + 1] as Set<number>).add(offset)
+      }
+      this.#stacks[order] = [...set]
+      this.#stacks[order + 1] = [...(this.#free[order + 1] as Set<number>)]
+    }
   }
 
   #push(order: number, offset: number): void {

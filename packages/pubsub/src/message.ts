@@ -53,7 +53,7 @@ export class Message implements Disposable {
   /** Messages from this publisher that this subscription missed since its previous one. */
   readonly lost: number
   readonly #incoming: Incoming
-  readonly #token: HeldToken | undefined
+  #token: HeldToken | undefined
 
   /** @internal Messages come from a Subscription. */
   constructor(
@@ -70,12 +70,25 @@ export class Message implements Disposable {
     this.lost = fields.lost
     this.data = incoming.data
     this.#incoming = incoming
+    if (tracker !== undefined) this.track(tracker)
+  }
+
+  /**
+   * @internal Puts the message under the GC fallback and returns its token (undefined if it
+   * holds nothing or is released already). Subscriptions call it only for messages still
+   * unreleased one event-loop turn after they were handed out: registering every message
+   * (a FinalizationRegistry entry and a WeakRef) would cost more than the message itself,
+   * and most are released at once.
+   */
+  track(tracker: HeldTracker): HeldToken | undefined {
+    if (this.#released || this.#token !== undefined) return this.#token
+    const incoming = this.#incoming
     const reclaim = incoming.reclaim
-    if (tracker !== undefined && (reclaim !== undefined || incoming.data.byteLength > 0)) {
-      this.#token = { tracker, reclaim, done: false }
-      // A pool message's view is its own (the buffer is the whole pool); a segment's buffer is.
-      collected.register(reclaim === undefined ? incoming.data.buffer : incoming.data, this.#token, this.#token)
-    }
+    if (reclaim === undefined && incoming.data.byteLength === 0) return undefined
+    this.#token = { tracker, reclaim, done: false }
+    // A pool message's view is its own (the buffer is the whole pool); a segment's buffer is.
+    collected.register(reclaim === undefined ? incoming.data.buffer : incoming.data, this.#token, this.#token)
+    return this.#token
   }
 
   /** @internal */

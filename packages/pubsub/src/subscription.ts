@@ -111,6 +111,10 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
   // another link (a reconnect) starts a new baseline, so no link can poison another's order.
   readonly #received = new Map<string, { seq: number; link: InboundLink | undefined }>()
   readonly #held = new Map<HeldToken, WeakRef<Message>>()
+  // Handed out since the last turn of the event loop, not yet tracked (see Message.track).
+  // A strong reference: nothing here can be collected before it is tracked.
+  #fresh: Message[] = []
+  #trackScheduled = false
   readonly #tracker: HeldTracker
   #warnedHeld = false
   #waiter: { resolve: (result: IteratorResult<Message>) => void; reject: (error: Error) => void } | undefined
@@ -195,7 +199,9 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
 
   /** Messages handed out and not yet released (nor reclaimed by GC). */
   get held(): number {
-    return this.#held.size
+    let fresh = 0
+    for (const message of this.#fresh) if (!message.released) fresh++
+    return this.#held.size + fresh
   }
 
   /** Resolves once the topic has at least `count` publishers (default 1). */
@@ -389,40 +395,65 @@ export class Subscription extends EventEmitter<SubscriptionEvents> implements As
         lost: Math.max(0, header.seq - last - 1),
       },
       entry.incoming,
-      this.#tracker,
+      undefined,
     )
     // Lossless: room in the queue only now, when the user has the message.
     if (this.policy === 'wait') entry.link?.returnCredits(this.#id, this.queueSize)
-    const token = message.heldToken
-    if (token !== undefined) {
-      this.#held.set(token, new WeakRef(message))
-      if (this.#held.size > this.maxHeld) this.#reclaimOldest()
+    this.#fresh.push(message)
+    if (this.#held.size + this.#fresh.length > this.maxHeld) {
+      // The bound is exact: track now, then release the oldest past it.
+      this.#trackFresh()
+      while (this.#held.size > this.maxHeld) if (!this.#reclaimOldest()) break
+    } else if (!this.#trackScheduled) {
+      this.#trackScheduled = true
+      setImmediate(this.#trackFreshLater)
     }
     return message
   }
 
+  readonly #trackFreshLater = (): void => {
+    this.#trackScheduled = false
+    this.#trackFresh()
+  }
+
+  #trackFresh(): void {
+    const fresh = this.#fresh
+    if (fresh.length === 0) return
+    this.#fresh = []
+    for (const message of fresh) {
+      const token = message.track(this.#tracker)
+      if (token !== undefined) this.#held.set(token, new WeakRef(message))
+    }
+  }
+
   // A leak guard, not a way to release: see SubscribeOptions.maxHeld.
-  #reclaimOldest(): void {
+  #reclaimOldest(): boolean {
     if (!this.#warnedHeld) {
       this.#warnedHeld = true
       process.emitWarning(
         `subscription to ${this.topic} holds more than ${this.maxHeld} unreleased messages: the oldest are being released ` +
-          '(their data now reads zeros). Call message.release() (or `using`) when done with a message, or raise maxHeld.',
+          '(their data is no longer theirs). Call message.release() (or `using`) when done with a message, or raise maxHeld.',
         { code: 'IPC_PUBSUB_HELD_MESSAGES' },
       )
     }
     for (const [token, ref] of this.#held) {
       const message = ref.deref()
       if (message === undefined) {
-        // Collected; shm's finalizer frees its memory once its data is collected too.
-        token.done = true
+        // Collected, its finalizer not run yet: give its memory back here (a pool block;
+        // shm's finalizer frees a segment once its data is collected too).
+        if (!token.done) {
+          token.done = true
+          token.reclaim?.()
+        }
         this.#held.delete(token)
         continue
       }
       message.release()
-      return
+      return true
     }
+    return false
   }
+
 
   #emitMessage(message: Message): void {
     // A throwing listener is the user's bug, reported as Node reports one: uncaught. It must
