@@ -11,8 +11,17 @@ import { aggregate, type BenchReport, formatNumber, formatSize, REPORT_SCHEMA, r
 import { Coordinator, type RunRecord } from './runner.js'
 import { renderChart } from './svg.js'
 
-/** Every transport the bench knows, ipc-pubsub's first. */
-export const ALL_TRANSPORTS: readonly TransportId[] = [...TRANSPORTS.map((name): TransportId => `ipc-pubsub:${name}`), 'node:net', 'child_process', 'zeromq']
+/**
+ * Every transport the bench knows, ipc-pubsub's first. `ipc-pubsub:pool+spin50` is the pool
+ * transport with `spinMicroseconds: 50` on every subscription: one core traded for latency.
+ */
+export const ALL_TRANSPORTS: readonly TransportId[] = [
+  ...TRANSPORTS.map((name): TransportId => `ipc-pubsub:${name}`),
+  'ipc-pubsub:pool+spin50',
+  'node:net',
+  'child_process',
+  'zeromq',
+]
 
 export type PlacementMode = 'split' | 'same' | 'none'
 

@@ -96,6 +96,11 @@ export class BuddyAllocator {
     return Number.isInteger(index) && index >= 0 && index < this.#allocated.length && this.#allocated[index] !== 0
   }
 
+  /** Bytes of the allocated block at `offset` (0 if none starts there). */
+  sizeOf(offset: number): number {
+    return this.isAllocated(offset) ? MIN_BLOCK << ((this.#allocated[offset / MIN_BLOCK] as number) - 1) : 0
+  }
+
   /** Frees the block at `offset`. False (and nothing changes) if no block starts there. */
   free(offset: number): boolean {
     if (!this.isAllocated(offset)) return false

@@ -272,6 +272,11 @@ export class OutboundLink {
   #slotsRound = -1
   #slots = 0
 
+  /** Bytes of `pool` the subscriber at the other end holds now. */
+  pinned(pool: PublisherPool): number {
+    return this.#pool?.pinned(pool) ?? 0
+  }
+
   /** Asks to be told (events.credit) when the subscriber gives something back. */
   waitForCompletions(): void {
     const pool = this.#pool
@@ -335,9 +340,10 @@ export class OutboundLink {
 
   /**
    * Flushes queued frames, then closes. On a pool link, first waits until the subscriber has
-   * taken every ring entry (it reads them even from a link the publisher closed, but not
-   * from one whose ring it has not seen since): close() delivers what was published. The
-   * node's close deadline ends the wait by destroying the link.
+   * taken every ring entry and released every block of a live pool it holds: our pools stay
+   * in use after this link, so a block it still reads must not be reused under it. The
+   * node's close deadline ends the wait by destroying the link (then its blocks come back
+   * at once, as when a subscriber dies).
    */
   async close(): Promise<void> {
     this.#state = 'closed'
@@ -345,13 +351,14 @@ export class OutboundLink {
     const pool = this.#pool
     if (pool !== undefined) {
       while (this.#channel?.state === 'open') {
-        let unconsumed = 0
+        let busy = 0
         try {
-          unconsumed = pool.unconsumed
+          this.reap()
+          busy = pool.unconsumed + pool.held
         } catch {
           break
         }
-        if (unconsumed === 0) break
+        if (busy === 0) break
         await new Promise((resolve) => setTimeout(resolve, 1))
       }
     }
@@ -389,6 +396,8 @@ export interface InboundHost {
 interface QueuedSegment {
   readonly header: MessageHeader
   readonly fds: readonly number[]
+  /** Counted against a live subscription's window; false: its subscription is gone. */
+  readonly admitted: boolean
 }
 
 /** Subscriber side: a channel a publishing node opened to us. */
@@ -537,15 +546,18 @@ export class InboundLink {
       if (decoded.transport === POOL_TRANSPORT_ID || !transportsById.has(decoded.transport)) {
         throw new PubSubError('ERR_PUBSUB_PROTOCOL', `unknown transport ${decoded.transport} in a message frame`)
       }
-      if (!this.#admit(decoded)) {
-        closeFds(fds)
-        return
-      }
+      const admitted = this.#admit(decoded)
       if (this.#pool !== undefined) {
-        // Its place in the link's order is the ring's marker: wait for it.
-        this.#segments.push({ header: decoded, fds })
+        // Its place in the link's order is the ring's marker: wait for it. A frame for a
+        // subscription that just closed waits too (dropped there), or its marker would
+        // pair with the next frame.
+        this.#segments.push({ header: decoded, fds, admitted })
         fds = []
         this.#pool.resume()
+        return
+      }
+      if (!admitted) {
+        closeFds(fds)
         return
       }
       fds = []
@@ -610,7 +622,8 @@ export class InboundLink {
         closeFds(queued.fds)
         throw new PubSubError('ERR_PUBSUB_PROTOCOL', `a ring marker for subscription ${entry.target} met a frame for ${queued.header.target}`)
       }
-      this.#open(queued.header, queued.fds)
+      if (queued.admitted) this.#open(queued.header, queued.fds)
+      else closeFds(queued.fds)
       return true
     },
     fail: (error: Error): void => {

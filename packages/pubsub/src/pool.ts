@@ -56,9 +56,10 @@ export class PublisherPool {
     this.#allocator = new BuddyAllocator(size)
     this.#holds = new Uint32Array(size / MIN_BLOCK)
     this.#segment = Segment.create(size, { name: 'ipc-pubsub-pool' })
-    // Writes must stay possible (the pool is rewritten), so no write seal: subscribers map it
-    // read-only. Shrink and grow are sealed so no mapping of it can ever SIGBUS.
-    this.#segment.seal('shrink', 'grow', 'seal')
+    // Shrink and grow are sealed so no mapping of it can ever SIGBUS. future-write: our own
+    // mapping (made above) keeps writing, but no one else can ever map it writable or write()
+    // it, not even by reopening /proc/<pid>/fd/<n>: a subscriber cannot change what others read.
+    this.#segment.seal('shrink', 'grow', 'future-write', 'seal')
   }
 
   get fd(): number {
@@ -73,6 +74,11 @@ export class PublisherPool {
   /** Bytes in blocks that are held. */
   get used(): number {
     return this.#allocator.used
+  }
+
+  /** Bytes of the held block at `offset`. */
+  blockSize(offset: number): number {
+    return this.#allocator.sizeOf(offset)
   }
 
   /** The largest payload a block can hold. */
@@ -126,6 +132,8 @@ interface Attached {
   // offset / MIN_BLOCK, and their total.
   readonly given: Uint16Array
   count: number
+  /** Bytes of the blocks given (a block given twice counts twice). */
+  bytes: number
 }
 
 /**
@@ -182,7 +190,7 @@ export class PoolSender {
 
   /** Records `pool` as attached (the caller sends the attach-pool frame with its fd). */
   attach(pool: PublisherPool): void {
-    this.#attached.set(pool.id, { pool, given: new Uint16Array(pool.size / MIN_BLOCK), count: 0 })
+    this.#attached.set(pool.id, { pool, given: new Uint16Array(pool.size / MIN_BLOCK), count: 0, bytes: 0 })
     this.#detached.delete(pool.id)
   }
 
@@ -209,6 +217,7 @@ export class PoolSender {
     // A block reaches one link once per subscription of its topic there: far below 65535.
     ;(attached.given[offset / MIN_BLOCK] as number)++
     attached.count++
+    attached.bytes += pool.blockSize(offset)
     pool.hold(offset)
     this.ring.write(pool.id, offset, length, target, seq, timestamp)
   }
@@ -263,6 +272,7 @@ export class PoolSender {
     }
     ;(attached.given[index] as number)--
     attached.count--
+    attached.bytes -= attached.pool.blockSize(b)
     attached.pool.letGo(b)
   }
 
@@ -275,6 +285,12 @@ export class PoolSender {
     if (!this.ring.sleep()) return false
     this.#sleeping = true
     return true
+  }
+
+  /** Bytes of `pool` this link's subscriber holds (received, queued or held, not released). */
+  pinned(pool: PublisherPool): number {
+    const attached = this.#attached.get(pool.id)
+    return attached?.pool === pool ? attached.bytes : 0
   }
 
   /** Blocks this link holds (for tests and stats). */
@@ -344,6 +360,8 @@ export class PoolReceiver {
   readonly #subscriberBell: Doorbell
   readonly #publisherBell: Doorbell
   readonly #pools = new Map<number, MappedPool>()
+  // Recently detached pool ids: an entry naming one is a protocol error, not a wait.
+  readonly #detachedIds = new Set<number>()
   readonly #host: PoolReceiverHost
   readonly #entry: Submission = { pool: 0, offset: 0, length: 0, target: 0, seq: 0, timestamp: 0n }
   // Completions that did not fit the ring; pushed as it frees.
@@ -390,7 +408,7 @@ export class PoolReceiver {
     }
     let segment: Segment
     try {
-      segment = Segment.fromFd(fd, { readonly: true, requireSeals: ['shrink', 'grow'], name: `pool ${id}` })
+      segment = Segment.fromFd(fd, { readonly: true, requireSeals: ['shrink', 'grow', 'future-write'], name: `pool ${id}` })
     } catch (error) {
       throw protocolError(`unusable pool fd (${(error as { code?: string }).code ?? (error as Error).message})`)
     }
@@ -403,6 +421,8 @@ export class PoolReceiver {
     const pool = this.#pools.get(id)
     if (pool === undefined) throw protocolError(`detach of pool ${id}, which is not attached`)
     this.#pools.delete(id)
+    this.#detachedIds.add(id)
+    if (this.#detachedIds.size > 1024) this.#detachedIds.delete(this.#detachedIds.values().next().value as number)
     pool.detached = true
     pool.maybeUnmap()
   }
@@ -503,6 +523,9 @@ export class PoolReceiver {
   }
 
   #take(entry: Submission): boolean {
+    if (entry.pool < 0 || this.#detachedIds.has(entry.pool)) {
+      throw protocolError(`an entry names pool ${entry.pool}, which is ${entry.pool < 0 ? 'not a pool id' : 'detached'}`)
+    }
     const pool = this.#pools.get(entry.pool)
     // Not attached or bound yet (the frame is still in the socket), or never: then only this
     // link stalls.

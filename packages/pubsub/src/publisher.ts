@@ -68,6 +68,10 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
   #seq = 0
   #lastCount = 0
   #blocked = false
+  // A lossless publish was refused for pool memory or ring room, which `writable` cannot see
+  // from credits: false again at the next wake-up (update()). Without it, ready() would
+  // resolve at once and `while (!publish()) await ready()` would spin.
+  #waitingForMemory = false
   readonly #watchers = new Set<() => void>()
   #closed = false
   #resolveClosed!: () => void
@@ -115,7 +119,7 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
    * ('wait') subscription has room.
    */
   get writable(): boolean {
-    if (this.#closed) return false
+    if (this.#closed || this.#waitingForMemory) return false
     const targets = this.#host.targets(this.topic)
     if (targets.length === 0) return false
     for (const { subscription, lane, link } of targets) {
@@ -201,13 +205,17 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
       // Completions first (one shared-memory load when there are none): they return
       // credits and blocks, so a pool link never waits for a drain only we could do.
       link.reap()
-      // A lane without credit, or whose link's ring is full, is skipped this time.
-      if (lane.credits > 0 && link.takeSlot(round)) {
+      // A lane without credit, or whose link's ring is full, is skipped this time; so is a
+      // lossy one whose subscriber holds half the pool (it loses this message, and the pool
+      // stays available to the others: a lossy subscriber never stalls anyone).
+      if (lane.credits > 0 && !this.#overBudget(target) && link.takeSlot(round)) {
         receivers++
         if (subscription.pool) poolTargets++
       } else {
         lane.skipRound = round
         if (subscription.lossless) {
+          // Credits are visible to `writable`; a full ring is not: remember it.
+          if (lane.credits > 0) this.#waitingForMemory = true
           this.#block(targets)
           return false
         }
@@ -229,6 +237,7 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
           // this message instead, so a lossy holder never stalls anyone).
           for (const { subscription, lane } of targets) {
             if (subscription.lossless && subscription.pool && lane.credits > 0) {
+              this.#waitingForMemory = true
               this.#block(targets)
               return false
             }
@@ -241,7 +250,8 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
     const timestamp = process.hrtime.bigint()
     // Every lossy subscriber is behind: the seq is spent (they will see the gap), no work done.
     if (receivers === 0) {
-      if (offset >= 0 && loan === undefined) pool?.letGo(offset)
+      // The writer's hold (a loan's too: it counts as published) goes; nothing else holds it.
+      if (offset >= 0) pool?.letGo(offset)
       return true
     }
     let outgoing: Outgoing | undefined
@@ -302,6 +312,11 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
       }
     }
     return this.#pool
+  }
+
+  #overBudget({ subscription, link }: Target): boolean {
+    const pool = this.#pool
+    return pool !== undefined && !subscription.lossless && subscription.pool && link.pinned(pool) > pool.size / 2
   }
 
   // Back-pressure: publish() was refused. Pool links are asked to ring us when their
@@ -367,6 +382,9 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
       this.#lastCount = count
       guarded(() => this.emit('subscribers', count))
     }
+    // Woken by a pool link: blocks or ring slots may have come back (if not, the next
+    // publish() finds out and waits for the next wake-up; no spin either way).
+    this.#waitingForMemory = false
     if (this.#blocked) {
       if (this.writable) {
         this.#blocked = false

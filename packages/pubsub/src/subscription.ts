@@ -16,7 +16,10 @@ import type { Incoming } from './transport.js'
 export type QueuePolicy = 'drop-oldest' | 'wait' | 'fail'
 
 export const QUEUE_POLICIES: readonly QueuePolicy[] = ['drop-oldest', 'wait', 'fail']
-export const DEFAULT_QUEUE_SIZE = 16
+// 128, not 16: the queue is also the publisher's window, and a lossless stream stalls on a
+// credit round trip (two cross-core wake-ups) every half window. Measured here at 64 B over
+// the pool transport: 21k msgs/s with 16, 197k with 256 (same run, same load).
+export const DEFAULT_QUEUE_SIZE = 128
 export const MAX_QUEUE_SIZE = 65536
 export const DEFAULT_MAX_HELD = 1024
 /** Departed publishers whose last delivered seq a subscription remembers (the most recent). */
@@ -28,8 +31,10 @@ export interface SubscribeOptions {
   policy?: QueuePolicy
   /**
    * Messages queued for the consumer, at most (under 'wait': from each publishing process).
-   * Also the number of messages a publisher may have in flight to this subscription.
-   * Default 16.
+   * Also the number of messages a publisher may have in flight to this subscription (so a
+   * larger queue streams faster). Default 128. With the segment transport each message in
+   * flight or queued holds an fd: keep `queueSize` x publishing processes well under the
+   * fd limit (`ulimit -n`).
    */
   queueSize?: number
   /**

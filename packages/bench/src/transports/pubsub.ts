@@ -8,7 +8,11 @@ import type { PublisherSide, SubscriberSide, TransportModule } from './types.js'
 const DATA = 'bench/data'
 const REPLY = 'bench/reply'
 
-const transportOf = (job: Job): TransportName => job.transport.slice('ipc-pubsub:'.length) as TransportName
+// `ipc-pubsub:<transport>[+spin<µs>]`
+const variantOf = (job: Job): { transport: TransportName; spinMicroseconds: number } => {
+  const [transport, spin] = job.transport.slice('ipc-pubsub:'.length).split('+spin')
+  return { transport: transport as TransportName, spinMicroseconds: spin === undefined ? 0 : Number(spin) }
+}
 // Domain names allow [A-Za-z0-9_.-], at most 64 characters.
 const domainOf = (job: Job): string => job.rendezvous.replace(/[^A-Za-z0-9_.-]/g, '_').slice(-64)
 
@@ -25,9 +29,10 @@ export const pubsub: TransportModule = {
   spawnsSubscribers: false,
 
   async publisher(job, onReply) {
-    const node = await connect({ domain: domainOf(job), name: 'bench-publisher', transport: transportOf(job) })
+    const { transport, spinMicroseconds } = variantOf(job)
+    const node = await connect({ domain: domainOf(job), name: 'bench-publisher', transport })
     const publisher = node.publisher(DATA)
-    const replies = node.subscribe(REPLY, { policy: 'wait' })
+    const replies = node.subscribe(REPLY, { policy: 'wait', spinMicroseconds })
     replies.on('message', (message) => onReply(message.data, () => message.release()))
     const side: PublisherSide = {
       async attached(count) {
@@ -43,8 +48,9 @@ export const pubsub: TransportModule = {
   },
 
   async subscriber(job, onMessage) {
-    const node = await connect({ domain: domainOf(job), name: `bench-subscriber-${job.index}`, transport: transportOf(job) })
-    const subscription = node.subscribe(DATA, { policy: 'wait' })
+    const { transport, spinMicroseconds } = variantOf(job)
+    const node = await connect({ domain: domainOf(job), name: `bench-subscriber-${job.index}`, transport })
+    const subscription = node.subscribe(DATA, { policy: 'wait', spinMicroseconds })
     subscription.on('message', (message) => onMessage(message.data, () => message.release()))
     const replies = job.case.kind === 'latency' && job.index === 0 ? node.publisher(REPLY) : undefined
     await subscription.waitForPublishers()
