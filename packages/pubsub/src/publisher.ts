@@ -283,6 +283,8 @@ export class Publisher extends EventEmitter<PublisherEvents> implements AsyncDis
 
   // The payload as a segment, for links (or messages) the pool does not serve.
   #segment(length: number, payload: Uint8Array | string | undefined, pool: PublisherPool | undefined, offset: number, loan: LoanMemory | undefined): Outgoing {
+    // Nothing to carry: a frame without fds (a 0-byte loan outside the pool has no memory).
+    if (length === 0) return segmentTransport.prepare('', 0)
     if (loan?.segment !== undefined) {
       const segment = loan.segment
       segment.seal('shrink', 'grow', 'future-write', 'seal')
