@@ -1,6 +1,6 @@
 // The pool transport (id 2, docs/PROTOCOL.md §9.7): each publisher owns one memfd (its pool),
-// allocated once, kept mapped, sealed against shrinking and growing, and mapped read-only by
-// every subscribing node it links to. A message is a block of the pool; what travels per
+// allocated once, kept mapped, sealed against shrinking, growing and other writers, and mapped by
+// every subscribing node it links to (privately, read-only in effect). A message is a block of the pool; what travels per
 // message is a 32-byte entry in a shared-memory ring per link (ring.ts), not a frame or an fd.
 //
 // Ownership, as in iceoryx2: the reference counts of blocks live in the publisher's process,
