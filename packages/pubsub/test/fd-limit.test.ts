@@ -15,7 +15,11 @@ describe('a subscriber out of file descriptors', () => {
   // gone, and counted in `lost` like any other loss.
   it.each(['drop-oldest', 'wait'] as const)("'%s': reports ERR_PUBSUB_LINK (cause ERR_FDPASS_EMFILE), and received + sum(lost) = published", async (policy) => {
     const domain = uniqueDomain('fd-limit')
-    const [pub, sub] = await Promise.all([Peer.start('publisher'), Peer.start('subscriber')])
+    // The segment transport: the pool (the default) passes no fd per message.
+    const [pub, sub] = await Promise.all([
+      Peer.start('publisher', [], { transport: 'segment' }),
+      Peer.start('subscriber', [], { transport: 'segment' }),
+    ])
     // The publisher holds the hub: the starved process only subscribes.
     expect((await pub.connect(domain)).isHub).toBe(true)
     await sub.connect(domain)
