@@ -149,7 +149,6 @@ export class PoolSender {
   // Pools detached from this link: late releases of their blocks are not errors.
   readonly #detached = new Set<number>()
   readonly #events: PoolSenderEvents
-  #sleeping = false
   #closed = false
 
   constructor(events: PoolSenderEvents) {
@@ -173,7 +172,6 @@ export class PoolSender {
     // Always watched (an idle poll handle costs nothing): the subscriber rings when we asked
     // to be woken (sleep()), and when its completion ring fills up while we publish nothing.
     this.#publisherBell.watch(() => {
-      this.#sleeping = false
       this.ring.wake()
       this.#events.woke()
     })
@@ -282,9 +280,7 @@ export class PoolSender {
    */
   sleep(): boolean {
     if (this.#closed) return true
-    if (!this.ring.sleep()) return false
-    this.#sleeping = true
-    return true
+    return this.ring.sleep()
   }
 
   /** Bytes of `pool` this link's subscriber holds (received, queued or held, not released). */

@@ -6,6 +6,7 @@ import { PubSubError } from './errors.js'
 export const TOPIC_MAX_BYTES = 1024
 
 // Unicode Cc: C0 controls, DEL and C1 controls.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is its job
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u
 // In a /u regex a well-formed pair is one code point: \p{Cs} matches only lone surrogates.
 const LONE_SURROGATE = /\p{Cs}/u

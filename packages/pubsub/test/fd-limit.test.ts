@@ -40,7 +40,11 @@ describe('a subscriber out of file descriptors', () => {
     for (let attempt = 0; stats.lastSeq !== last && attempt < 100; attempt++) {
       last = (await pub.publish(pubKey, 4096, 1)).lastSeq
       const deadline = Date.now() + 1000
-      while ((stats = await sub.stats(subKey)).lastSeq !== last && Date.now() < deadline) await sleep(20)
+      for (;;) {
+        stats = await sub.stats(subKey)
+        if (stats.lastSeq === last || Date.now() >= deadline) break
+        await sleep(20)
+      }
     }
     expect(stats.lastSeq).toBe(last)
     expect(stats).toMatchObject({ bad: 0, outOfOrder: 0, closedWith: null })
