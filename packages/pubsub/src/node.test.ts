@@ -142,6 +142,28 @@ describe('delivery between two nodes', () => {
     await pub.close()
   })
 
+  it('spinMicroseconds on both ends: a lossless stream with a tiny window flows, in order, and both sides go back to sleep', async () => {
+    const topic = freshTopic('spin')
+    const sub = subNode.subscribe(topic, { policy: 'wait', queueSize: 2, spinMicroseconds: 200 })
+    const pub = pubNode.publisher(topic, { spinMicroseconds: 200 })
+    expect(sub.spinMicroseconds).toBe(200)
+    await pub.waitForSubscribers()
+    const seqs: number[] = []
+    sub.on('message', (message) => {
+      seqs.push(message.seq)
+      message.release()
+    })
+    for (let n = 1; n <= 200; n++) while (!pub.publish(`m${n}`)) await pub.ready()
+    await until(() => seqs.length === 200, 'all 200 messages')
+    expect(seqs).toEqual(Array.from({ length: 200 }, (_, i) => i + 1))
+    for (const bad of [-1, Number.NaN, 2_000_000, '5']) {
+      expectCode(() => pubNode.publisher(topic, { spinMicroseconds: bad as number }), 'ERR_PUBSUB_INVALID_ARGUMENT')
+      expectCode(() => subNode.subscribe(topic, { spinMicroseconds: bad as number }), 'ERR_PUBSUB_INVALID_ARGUMENT')
+    }
+    await sub.close()
+    await pub.close()
+  })
+
   it('pool transport: msg.data after release() may show newer pool bytes, never crashes; zeros once the pool is unmapped', async () => {
     const topic = freshTopic('release-pool')
     const sub = subNode.subscribe(topic)

@@ -167,9 +167,9 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   publisher(topic: string, options: PublisherOptions = {}): Publisher {
     this.#checkOpen('publisher()')
     checkTopic(topic)
-    const poolSize = checkPoolSize(options)
+    const resolved = publisherOptions(options)
     const endpoint = this.topology.addEndpoint({ topic, role: 'publisher', options: { transport: this.#transport } })
-    const publisher = Publisher.create(endpoint.id, topic, this.#transport, this.#publisherHost, poolSize)
+    const publisher = Publisher.create(endpoint.id, topic, this.#transport, this.#publisherHost, resolved)
     this.#routing.addPublisher(publisher)
     return publisher
   }
@@ -372,15 +372,19 @@ export class PubSubNode extends EventEmitter<PubSubNodeEvents> implements AsyncD
   }
 }
 
-function checkPoolSize(options: PublisherOptions): number {
+function publisherOptions(options: PublisherOptions): Required<PublisherOptions> {
   if (typeof options !== 'object' || options === null) {
     throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'options must be an object')
   }
-  const size = options.poolSize ?? DEFAULT_POOL_SIZE
-  if (!Number.isSafeInteger(size) || size < MIN_POOL_SIZE || size > MAX_POOL_SIZE || (size & (size - 1)) !== 0) {
+  const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE
+  if (!Number.isSafeInteger(poolSize) || poolSize < MIN_POOL_SIZE || poolSize > MAX_POOL_SIZE || (poolSize & (poolSize - 1)) !== 0) {
     throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', `poolSize must be a power of two from ${MIN_POOL_SIZE} to ${MAX_POOL_SIZE}`)
   }
-  return size
+  const spinMicroseconds = options.spinMicroseconds ?? 0
+  if (typeof spinMicroseconds !== 'number' || !Number.isFinite(spinMicroseconds) || spinMicroseconds < 0 || spinMicroseconds > 1_000_000) {
+    throw new PubSubError('ERR_PUBSUB_INVALID_ARGUMENT', 'spinMicroseconds must be a number in 0..1000000')
+  }
+  return { poolSize, spinMicroseconds }
 }
 
 function dataAddress(): string {
