@@ -13,7 +13,7 @@ import { renderChart } from './svg.js'
 
 /**
  * Every transport the bench knows, ipc-pubsub's first. `ipc-pubsub:pool+spin50` is the pool
- * transport with `spinMicroseconds: 50` on every subscription: one core traded for latency.
+ * transport with `spinMicroseconds: 50` on every subscription and publisher: a core traded for latency.
  */
 export const ALL_TRANSPORTS: readonly TransportId[] = [
   ...TRANSPORTS.map((name): TransportId => `ipc-pubsub:${name}`),

@@ -31,7 +31,7 @@ export const pubsub: TransportModule = {
   async publisher(job, onReply) {
     const { transport, spinMicroseconds } = variantOf(job)
     const node = await connect({ domain: domainOf(job), name: 'bench-publisher', transport })
-    const publisher = node.publisher(DATA)
+    const publisher = node.publisher(DATA, { spinMicroseconds })
     const replies = node.subscribe(REPLY, { policy: 'wait', spinMicroseconds })
     replies.on('message', (message) => onReply(message.data, () => message.release()))
     const side: PublisherSide = {
@@ -52,7 +52,7 @@ export const pubsub: TransportModule = {
     const node = await connect({ domain: domainOf(job), name: `bench-subscriber-${job.index}`, transport })
     const subscription = node.subscribe(DATA, { policy: 'wait', spinMicroseconds })
     subscription.on('message', (message) => onMessage(message.data, () => message.release()))
-    const replies = job.case.kind === 'latency' && job.index === 0 ? node.publisher(REPLY) : undefined
+    const replies = job.case.kind === 'latency' && job.index === 0 ? node.publisher(REPLY, { spinMicroseconds }) : undefined
     await subscription.waitForPublishers()
     if (replies) await replies.waitForSubscribers()
     const side: SubscriberSide = {
