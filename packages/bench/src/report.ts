@@ -1,5 +1,6 @@
 // From raw runs to the report: medians over repeats, ratios to the baseline measured in the
 // same run, and the markdown that `pnpm bench` prints and RESULTS.md keeps.
+import { DEFAULT_QUEUE_SIZE } from '@ipc-pubsub/pubsub'
 import type { Case, CaseKind, MicroResults, Placement, TransportId } from './job.js'
 import type { MachineInfo } from './machine.js'
 import type { RunRecord } from './runner.js'
@@ -97,7 +98,7 @@ export function aggregate(runs: readonly RunRecord[], baseline: TransportId): Ro
 
 /** How each transport is driven, for the report. */
 export const TRANSPORT_NOTES: Record<string, string> = {
-  'ipc-pubsub': "@ipc-pubsub/pubsub, lossless subscriptions (policy 'wait', default queue size 16)",
+  'ipc-pubsub': `@ipc-pubsub/pubsub, lossless subscriptions (policy 'wait', default queue size ${DEFAULT_QUEUE_SIZE}; '+spin50': spinMicroseconds 50 on every subscription and publisher)`,
   'node:net': 'Unix stream socket, u32 length-prefixed frames, drain back-pressure',
   child_process: "IPC with serialization 'advanced', the publisher forks its subscribers",
   zeromq: 'zeromq npm package, PUSH/PULL over ipc://, one PUSH socket per subscriber, default high-water marks of 1,000 messages',
