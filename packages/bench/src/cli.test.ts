@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ALL_TRANSPORTS } from './bench.js'
 import type { BenchReport } from './report.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
@@ -37,7 +38,7 @@ describe('pnpm bench --quick, one size', () => {
   it('measured every transport at that size, with ratios to node:net', () => {
     expect(report.schema).toBe(1)
     expect(report.mode).toBe('quick')
-    expect(report.transports).toEqual(['ipc-pubsub:segment', 'node:net', 'child_process', 'zeromq'])
+    expect(report.transports).toEqual([...ALL_TRANSPORTS])
     expect(report.machine.cores).toBeGreaterThan(0)
     expect(report.machine.node).toBe(process.version)
     for (const transport of report.transports) {
@@ -86,7 +87,7 @@ describe('pnpm bench --quick, one size', () => {
     const markdown = readFileSync(join(out, 'quick.md'), 'utf8')
     expect(markdown).toContain('![Throughput by message size, log scale](quick.svg)')
     const svg = readFileSync(join(out, 'quick.svg'), 'utf8')
-    expect(svg.match(/<polyline /g)).toHaveLength(4)
+    expect(svg.match(/<polyline /g)).toHaveLength(ALL_TRANSPORTS.length)
   })
 })
 
