@@ -5,10 +5,10 @@
 // This test process is the victim: it holds the publishing node (pool of 256 KiB), so its
 // 'error' events, its /proc/self fds and mappings and its shared memory are read directly.
 // A well-behaved lossless subscriber runs in one child (it is also the topology hub) and
-// checks every message. The hostile subscriber is fixtures/pool-raw-sub.ts in another
+// checks every message; an idle node in another child is the hub's successor. The hostile subscriber is fixtures/pool-raw-sub.ts in another
 // child: no PubSubNode, a topology endpoint that accepts the pool transport and a data
 // socket that speaks the protocol from the ring layout, then breaks it.
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { connect, PubSubError, type PubSubNode, type Publisher } from '../src/index.ts'
@@ -25,6 +25,28 @@ type Counts = Omit<ProcCounts, 'devShm'>
 function counts(): Counts {
   const { devShm: _, ...rest } = procCounts()
   return rest
+}
+
+/** What each open fd of this process is (for a readable failure). */
+function fdTargets(): string[] {
+  const targets: string[] = []
+  for (const name of readdirSync('/proc/self/fd')) {
+    try {
+      targets.push(readlinkSync(`/proc/self/fd/${name}`).replace(/\d+/g, 'N'))
+    } catch {}
+  }
+  return targets.sort()
+}
+
+/** The fds in `now` that are not in `before` (by kind). */
+function extraFds(before: string[], now: string[]): string[] {
+  const left = [...before]
+  return now.filter((target) => {
+    const at = left.indexOf(target)
+    if (at < 0) return true
+    left.splice(at, 1)
+    return false
+  })
 }
 
 const sameCounts = (a: Counts, b: Counts) => a.fds === b.fds && a.memfdFds === b.memfdFds && a.memfdMaps === b.memfdMaps
@@ -44,6 +66,7 @@ const scratch = new Uint8Array(16 * 1024)
 
 let domain: string
 let good: PoolChild
+let spare: PoolChild
 let goodKey: string
 let victim: PubSubNode
 let pub: Publisher
@@ -53,6 +76,10 @@ beforeAll(async () => {
   domain = uniqueDomain('pool-hostile')
   good = await PoolChild.start('good')
   await good.connect(domain)
+  // Joined second, so the topology's successor (which keeps a standby hub thread, with its
+  // own fds): not this process, whose fds are counted.
+  spare = await PoolChild.start('spare')
+  await spare.connect(domain)
   goodKey = await good.subscribe(TOPIC, { policy: 'wait', queueSize: 64, seed: SEED, ranges: RANGES, poolSize: POOL_SIZE })
   victim = await connect({ domain, name: 'victim' })
   victim.on('error', (error) => errors.push(error))
@@ -65,6 +92,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await victim?.close()
   good?.kill()
+  spare?.kill()
 })
 
 let raw: PoolChild | undefined
@@ -135,6 +163,7 @@ describe('pool transport: a hostile subscriber', () => {
   const garbage: { mode: RawMode; what: string }[] = [
     { mode: 'comp-tail', what: 'a compTail far ahead' },
     { mode: 'foreign-offset', what: 'a release of an offset it was never given' },
+    { mode: 'outside-offset', what: 'a release of an offset beyond the pool' },
     { mode: 'double-release', what: 'a release of a block it was given, twice' },
     { mode: 'foreign-pool', what: 'a release of a pool id never attached' },
     { mode: 'zero-credit', what: 'a credit entry of 0' },
@@ -142,6 +171,7 @@ describe('pool transport: a hostile subscriber', () => {
 
   it.each(garbage)('$what: its link closes with ERR_PUBSUB_PROTOCOL, the good subscriber is served, nothing leaks', async ({ mode }) => {
     const before = counts()
+    const targetsBefore = fdTargets()
     const child = await startRaw(mode, 'drop-oldest')
     // Publish until the victim notices (it reads completions at every publish).
     await publish(5000, { stop: () => errors.length > 0 })
@@ -163,7 +193,7 @@ describe('pool transport: a hostile subscriber', () => {
     await goodHasAll()
     // Its ring, doorbells, socket and pool attachment are gone: back to the baseline.
     await until(() => sameCounts(counts(), before), 'fds and mappings back to the baseline').catch(() => {})
-    expect(counts()).toEqual(before)
+    expect(counts(), `extra fds: ${extraFds(targetsBefore, fdTargets()).join(', ')}`).toEqual(before)
   })
 
   it('the control: a raw subscriber that follows the protocol gets pool entries, and no error is raised', async () => {
