@@ -1,13 +1,15 @@
 // Shared helpers of the multi-process pubsub tests: spawning fixture peers
 // (test/fixtures/peer.ts), sending them commands, watching what they report, and /proc.
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { expect } from 'vitest'
+import type { TransportName } from '../src/index.ts'
 import type { SubStats } from './fixtures/peer.ts'
 import type { Counts } from './proc.ts'
 
-export type { Counts, SubStats }
+export type { Counts, SubStats, TransportName }
 
 export const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..')
 const peerFixture = join(packageDir, 'test', 'fixtures', 'peer.ts')
@@ -35,10 +37,18 @@ export interface HubEvent {
 
 const live = new Set<Peer>()
 
+/** Options of a fixture peer. */
+export interface PeerOptions {
+  /** connect()'s `transport` for this peer's node (its publishers); the default when unset. */
+  transport?: TransportName
+}
+
 /** A fixture child process. */
 export class Peer {
   readonly process: ChildProcess
   readonly label: string
+  /** The transport its node publishes with (connect()'s default when undefined). */
+  readonly transport: TransportName | undefined
   readonly ready: Promise<{ pid: number; counts: Counts }>
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   readonly countEvents: CountEvent[] = []
@@ -52,8 +62,9 @@ export class Peer {
   readonly #pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>()
   readonly #watchers = new Set<() => void>()
 
-  constructor(label: string, nodeArgs: string[] = []) {
+  constructor(label: string, nodeArgs: string[] = [], options: PeerOptions = {}) {
     this.label = label
+    this.transport = options.transport
     this.process = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', peerFixture], {
       cwd: packageDir,
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
@@ -110,8 +121,8 @@ export class Peer {
   }
 
   /** Spawns a peer and waits until it is ready (baseline counts taken). */
-  static async start(label: string, nodeArgs: string[] = []): Promise<Peer> {
-    const peer = new Peer(label, nodeArgs)
+  static async start(label: string, nodeArgs: string[] = [], options: PeerOptions = {}): Promise<Peer> {
+    const peer = new Peer(label, nodeArgs, options)
     await Promise.race([
       peer.ready,
       peer.exited.then(() => {
@@ -156,18 +167,18 @@ export class Peer {
   }
 
   connect(domain: string, name = this.label): Promise<{ id: string; pid: number; isHub: boolean }> {
-    return this.request('connect', { domain, name })
+    return this.request('connect', { domain, name, ...(this.transport ? { transport: this.transport } : {}) })
   }
 
   subscribe(
     topic: string,
-    options: { policy?: string; queueSize?: number; maxHeld?: number; keep?: boolean; delayMs?: number } = {},
+    options: { policy?: string; queueSize?: number; maxHeld?: number; keep?: boolean; keepMinBytes?: number; delayMs?: number } = {},
   ): Promise<string> {
     return this.request('subscribe', { topic, ...options })
   }
 
-  publisher(topic: string): Promise<string> {
-    return this.request('publisher', { topic })
+  publisher(topic: string, options: { poolSize?: number } = {}): Promise<string> {
+    return this.request('publisher', { topic, ...options })
   }
 
   publish(
@@ -186,6 +197,23 @@ export class Peer {
 
   counts(): Promise<Counts> {
     return this.request('counts')
+  }
+
+  /** What each of its open fds is (sorted, inode numbers blanked): for failure messages. */
+  fdTargets(): Promise<string[]> {
+    return this.request('fd-targets')
+  }
+
+  /**
+   * settleCounts() until its counts are `expected` (sameCounts); returns the last counts and,
+   * for the assertion's message, how its fds differ from `baseline` (fdTargets() taken with
+   * the counts `expected` derives from).
+   */
+  async settleTo(expected: Counts, baseline: readonly string[]): Promise<{ counts: Counts; fds: string }> {
+    // Links close and mappings go asynchronously (a peer's close, a kill seen through a socket):
+    // generous, since only a failure waits it out.
+    const counts = await this.settleCounts((now) => sameCounts(now, expected), 10_000)
+    return { counts, fds: sameCounts(counts, expected) ? '' : `${this.label}: ${fdDiff(baseline, await this.fdTargets())}` }
   }
 
   /** Polls counts() until `done(counts)` holds (or 5 s pass); returns the last counts. */
@@ -244,4 +272,102 @@ export function cpuTicks(pid: number): number {
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN
+}
+
+/** The same fds, memfd fds, memfd mappings and eventfds (what the data path can hold). */
+export function sameCounts(a: Counts, b: Counts): boolean {
+  return a.fds === b.fds && a.memfdFds === b.memfdFds && a.memfdMaps === b.memfdMaps && a.eventFds === b.eventFds
+}
+
+/**
+ * `base` plus what a node holds of the pool transport: `pools` pools (its publishers' own, and
+ * each remote publisher's pool it maps read-only: one memfd fd and one mapping each) and
+ * `rings` pool links (at either end: the ring's fd and mapping, and two doorbell eventfds).
+ */
+export function plusPool(base: Counts, pools: number, rings: number): Counts {
+  return {
+    ...base,
+    fds: base.fds + pools + rings * 3,
+    memfdFds: base.memfdFds + pools + rings,
+    memfdMaps: base.memfdMaps + pools + rings,
+    poolFds: base.poolFds + pools,
+    poolMaps: base.poolMaps + pools,
+    ringFds: base.ringFds + rings,
+    ringMaps: base.ringMaps + rings,
+    eventFds: base.eventFds + rings * 2,
+  }
+}
+
+/** Counts in one line, for logs. */
+export function brief(counts: Counts): string {
+  return (
+    `fds ${counts.fds}, memfd ${counts.memfdFds}/${counts.memfdMaps} (segment ${counts.segmentFds}/${counts.segmentMaps}, ` +
+    `pool ${counts.poolFds}/${counts.poolMaps}, ring ${counts.ringFds}/${counts.ringMaps}), eventfd ${counts.eventFds}`
+  )
+}
+
+/** What the topology's hub thread calls itself (/proc/<pid>/task/<tid>/comm). */
+const HUB_THREAD_NAME = 'ipc-pubsub-hub'
+// Whether the topology package in use runs hubs on threads of their own (it ships the worker).
+const topologyHubThreads = existsSync(join(packageDir, 'node_modules', '@ipc-pubsub', 'topology', 'dist', 'hub-worker.js'))
+
+/** The topology's hub threads (running a hub, or standing by) in process `pid`. */
+export function hubThreads(pid: number): number {
+  let count = 0
+  let tasks: string[]
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return 0
+  }
+  for (const task of tasks) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${task}/comm`, 'latin1').trim() === HUB_THREAD_NAME) count++
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return count
+}
+
+/**
+ * Waits until the topology's hub threads are up in `pids`, the processes of one domain's
+ * nodes: where the topology runs its hub on a thread, the hub's process has one, and the
+ * hub's successor (the oldest node in another process) starts one to stand by half a second
+ * after it became the successor. Each brings fds of its own (an event loop's, an eventfd
+ * among them) and costs CPU to start: fd baselines and idle measurements of the data path
+ * are taken once they are up.
+ */
+export async function hubThreadsUp(pids: readonly number[], timeoutMs = 15_000): Promise<void> {
+  if (!topologyHubThreads) return
+  const unique = [...new Set(pids)]
+  const want = Math.min(2, unique.length)
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const have = unique.reduce((sum, pid) => sum + hubThreads(pid), 0)
+    if (have >= want) return
+    if (Date.now() > deadline) throw new Error(`${have} hub threads among processes ${unique.join(', ')} after ${timeoutMs} ms, expected ${want}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/** The fds in `after` and not in `before`, and the other way round (fdTargets() lists): for failure messages. */
+export function fdDiff(before: readonly string[], after: readonly string[]): string {
+  const minus = (a: readonly string[], b: readonly string[]): string[] => {
+    const rest = [...b]
+    return a.filter((item) => {
+      const index = rest.indexOf(item)
+      if (index < 0) return true
+      rest.splice(index, 1)
+      return false
+    })
+  }
+  return `extra fds: [${minus(after, before).join(', ')}], missing fds: [${minus(before, after).join(', ')}]`
+}
+
+/** Waits until `peer` holds `expected` (Peer.settleTo) and asserts it, naming the fds that differ from `baseline` if not. */
+export async function expectSettled(peer: Peer, expected: Counts, baseline: readonly string[]): Promise<Counts> {
+  const { counts, fds } = await peer.settleTo(expected, baseline)
+  expect(counts, fds).toEqual(expected)
+  return counts
 }

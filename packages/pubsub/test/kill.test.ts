@@ -1,12 +1,29 @@
 // kill -9 mid-stream, of a publisher, of a subscriber and of the process that runs the
-// topology hub. The survivors notice (how fast is printed, not asserted: the target is
-// 100 ms), keep going, and keep nothing of the dead: no fd, no memfd mapping, no /dev/shm entry.
+// topology hub, for every transport. The survivors notice (how fast is printed, not asserted:
+// the target is 100 ms), keep going, and keep nothing of the dead: no fd, no memfd mapping, no
+// eventfd, no /dev/shm entry. With 'pool', what a publisher keeps while it lives is exactly its
+// pool (and the ring and doorbells of each link it still has), and the pool blocks a killed
+// subscriber held come back at once.
 import { readdirSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type CountEvent, type HubEvent, killAll, monotonic, Peer, type SubStats, uniqueDomain } from './helpers.ts'
+import { TRANSPORTS } from '../src/index.ts'
+import {
+  type CountEvent,
+  expectSettled,
+  type HubEvent,
+  hubThreadsUp,
+  killAll,
+  monotonic,
+  Peer,
+  plusPool,
+  type SubStats,
+  uniqueDomain,
+} from './helpers.ts'
 
 const SIZE = 64 * 1024
+/** A small pool where a test needs it to run out: 16 blocks of SIZE. */
+const SMALL_POOL = 16 * SIZE
 const INTERVAL_MS = 3
 const TOPIC = 'frames'
 /** Messages of the lossless publish a subscriber is killed in the middle of. */
@@ -60,24 +77,28 @@ function newHub(peer: Peer, old: string, after: bigint): HubEvent | undefined {
   return peer.hubEvents.find((event) => event.t > after && event.hub.id !== old)
 }
 
-describe('kill -9 mid-stream', () => {
+describe.each(TRANSPORTS)('kill -9 mid-stream (%s)', (transport) => {
   afterEach(killAll)
+  const start = (label: string): Promise<Peer> => Peer.start(label, [], { transport })
 
   it('publisher killed: the subscriber sees it go, got only intact messages, and keeps nothing of it', async () => {
-    const domain = uniqueDomain('kill-pub')
+    const domain = uniqueDomain(`kill-pub-${transport}`)
     const shmBefore = devShmEntries()
-    const [hub, sub, pub] = await Promise.all([Peer.start('hub'), Peer.start('subscriber'), Peer.start('publisher')])
+    const [hub, sub, pub] = await Promise.all([start('hub'), start('subscriber'), start('publisher')])
     // A separate hub: the kill takes down a publisher only, not the topology.
     const hubInfo = await hub.connect(domain)
     const subInfo = await sub.connect(domain)
     const pubInfo = await pub.connect(domain)
     expect([hubInfo.isHub, subInfo.isHub, pubInfo.isHub]).toEqual([true, false, false])
+    // Before any baseline: the topology's threads (its hub's, and its successor's).
+    await hubThreadsUp([hub.pid, sub.pid, pub.pid])
 
     // Lossless and a little slower than the stream: at the kill, messages are queued at the
     // subscriber and in flight on the link.
     const subKey = await sub.subscribe(TOPIC, { policy: 'wait', queueSize: 16, delayMs: INTERVAL_MS })
     // Before any link or message: what the subscriber must come back to.
     const baseline = await sub.counts()
+    const baselineFds = await sub.fdTargets()
     expect(baseline).toMatchObject({ memfdFds: 0, memfdMaps: 0 })
 
     const pubKey = await pub.publisher(TOPIC)
@@ -85,6 +106,11 @@ describe('kill -9 mid-stream', () => {
     await sub.request('wait-publishers', { key: subKey, count: 1 })
     await pub.request('stream', { key: pubKey, size: SIZE, intervalMs: INTERVAL_MS })
     await statsUntil(sub, subKey, (stats) => stats.received >= 50, '50 messages received')
+    if (transport === 'pool') {
+      // Mid-stream, nothing per message: the publisher's pool, the link's ring and doorbells.
+      const streaming = await sub.counts()
+      expect(streaming).toMatchObject({ memfdFds: 2, memfdMaps: 2, poolMaps: 1, ringMaps: 1, eventFds: baseline.eventFds + 2 })
+    }
 
     const killedAt = pub.kill()
     await sub.waitFor(() => countEvent(sub, 'publishers', 0, killedAt) !== undefined, 'publisher count 0')
@@ -93,14 +119,12 @@ describe('kill -9 mid-stream', () => {
     expect((await pub.exited).signal).toBe('SIGKILL')
 
     // What was queued when the publisher died is still handed out: contiguous and intact.
-    const settled = await sub.settleCounts(
-      (counts) => counts.memfdFds === 0 && counts.memfdMaps === 0 && counts.fds <= baseline.fds,
-    )
+    const settled = await expectSettled(sub, baseline, baselineFds)
     const stats = await sub.stats(subKey)
     expect(stats).toMatchObject({ bad: 0, outOfOrder: 0, lost: 0, firstSeq: 1, held: 0, sizes: [SIZE], closedWith: null })
     expect(stats.received).toBeGreaterThanOrEqual(50)
     expect(stats.received).toBe(stats.lastSeq)
-    expect(settled).toMatchObject({ fds: baseline.fds, memfdFds: 0, memfdMaps: 0 })
+    expect(settled).toMatchObject({ fds: baseline.fds, memfdFds: 0, memfdMaps: 0, eventFds: baseline.eventFds })
     await nodesUntil(sub, [hubInfo.id, subInfo.id])
     expect(await sub.request('counts-of', { key: subKey })).toBe(0)
     // A publisher dying is not the subscriber's error.
@@ -109,30 +133,30 @@ describe('kill -9 mid-stream', () => {
   })
 
   it('subscriber killed: the publisher sees it go and keeps serving the other subscriber', async () => {
-    const domain = uniqueDomain('kill-sub')
+    const domain = uniqueDomain(`kill-sub-${transport}`)
     const shmBefore = devShmEntries()
-    const [hub, pub, victim, survivor] = await Promise.all([
-      Peer.start('hub'),
-      Peer.start('publisher'),
-      Peer.start('victim'),
-      Peer.start('survivor'),
-    ])
+    const [hub, pub, victim, survivor] = await Promise.all([start('hub'), start('publisher'), start('victim'), start('survivor')])
     const hubInfo = await hub.connect(domain)
     const pubInfo = await pub.connect(domain)
     const victimInfo = await victim.connect(domain)
     const survivorInfo = await survivor.connect(domain)
     expect([hubInfo.isHub, pubInfo.isHub, victimInfo.isHub, survivorInfo.isHub]).toEqual([true, false, false, false])
+    await hubThreadsUp([hub.pid, pub.pid, victim.pid, survivor.pid])
 
-    const pubKey = await pub.publisher(TOPIC)
+    // A small pool (16 blocks), so the blocks the victim holds when it dies matter (below).
+    const pubKey = await pub.publisher(TOPIC, { poolSize: SMALL_POOL })
     const survivorKey = await survivor.subscribe(TOPIC, { policy: 'wait', queueSize: 16 })
     await pub.request('wait-subscribers', { key: pubKey, count: 1 })
     // One link (to the survivor), nothing published: what the publisher must come back to.
     const baseline = await pub.counts()
+    const baselineFds = await pub.fdTargets()
     expect(baseline).toMatchObject({ memfdFds: 0, memfdMaps: 0 })
 
     // A slow lossless victim: the publisher is held back by it (waiting in ready()), with
-    // messages in flight to it, when it dies.
-    const victimKey = await victim.subscribe(TOPIC, { policy: 'wait', queueSize: 4, delayMs: 15 })
+    // messages in flight to it, when it dies. It also holds messages: the newest VICTIM_HELD
+    // (maxHeld releases older ones), and what waits in its queue.
+    const VICTIM_HELD = 4
+    const victimKey = await victim.subscribe(TOPIC, { policy: 'wait', queueSize: 4, delayMs: 15, keep: true, maxHeld: VICTIM_HELD })
     await pub.request('wait-subscribers', { key: pubKey, count: 2 })
     const streaming = pub.publish(pubKey, SIZE, COUNT, { lossless: true, intervalMs: INTERVAL_MS })
     await statsUntil(victim, victimKey, (stats) => stats.received >= 20, '20 messages received')
@@ -154,16 +178,37 @@ describe('kill -9 mid-stream', () => {
     // A later publish returns normally and reaches the survivor.
     const more = await pub.publish(pubKey, SIZE, 20, { lossless: true })
     expect(more).toMatchObject({ published: 20, firstSeq: COUNT + 1, lastSeq: COUNT + 20 })
-    const stats = await statsUntil(survivor, survivorKey, (s) => s.lastSeq >= more.lastSeq, 'the later messages')
-    expect(stats).toMatchObject({ bad: 0, outOfOrder: 0, lost: 0, firstSeq: 1, lastSeq: more.lastSeq, sizes: [SIZE] })
-    expect(stats.received).toBe(more.lastSeq)
+    expect(await statsUntil(survivor, survivorKey, (s) => s.lastSeq >= more.lastSeq, 'the later messages')).toMatchObject({
+      lastSeq: more.lastSeq,
+    })
+
+    // What the victim held came back: the survivor now holds KEPT messages at once (a second
+    // subscription that keeps them), which with 'pool' fit in the 16 blocks only if the
+    // victim's (at least VICTIM_HELD) did. Else the lossless publish waits for room for ever.
+    const KEPT = 16 - VICTIM_HELD + 1
+    const keeperKey = await survivor.subscribe(TOPIC, { policy: 'wait', queueSize: 16, keep: true })
+    await pub.request('wait-subscribers', { key: pubKey, count: 2 })
+    const kept = await pub.publish(pubKey, SIZE, KEPT, { lossless: true }, 20_000)
+    expect(kept).toMatchObject({ published: KEPT, lastSeq: more.lastSeq + KEPT })
+    expect(await statsUntil(survivor, keeperKey, (s) => s.received >= KEPT, 'the kept messages')).toMatchObject({
+      received: KEPT,
+      held: KEPT,
+      bad: 0,
+      lost: 0,
+      firstSeq: more.lastSeq + 1,
+    })
+    await survivor.request('release-held', { key: keeperKey })
+    await survivor.request('unsubscribe', { key: keeperKey })
+
+    const stats = await statsUntil(survivor, survivorKey, (s) => s.lastSeq >= kept.lastSeq, 'the kept messages')
+    expect(stats).toMatchObject({ bad: 0, outOfOrder: 0, lost: 0, firstSeq: 1, lastSeq: kept.lastSeq, sizes: [SIZE] })
+    expect(stats.received).toBe(kept.lastSeq)
     expect(BigInt(stats.lastAt)).toBeGreaterThan(killedAt)
 
-    // Nothing of the victim stays at the publisher: no memfd, no mapping, no link.
-    const settled = await pub.settleCounts(
-      (counts) => counts.memfdFds === 0 && counts.memfdMaps === 0 && counts.fds <= baseline.fds,
-    )
-    expect(settled).toMatchObject({ fds: baseline.fds, memfdFds: 0, memfdMaps: 0 })
+    // Nothing of the victim stays at the publisher: no memfd, no mapping, no link. With
+    // 'pool', it keeps its pool and the survivor's link (ring and doorbells); the victim's
+    // ring and doorbells are gone.
+    await expectSettled(pub, transport === 'pool' ? plusPool(baseline, 1, 1) : baseline, baselineFds)
     await nodesUntil(pub, [hubInfo.id, pubInfo.id, survivorInfo.id])
     expect(await pub.request('counts-of', { key: pubKey })).toBe(1)
     expect(pub.countEvents.filter((event) => event.kind === 'subscribers').at(-1)?.count).toBe(1)
@@ -171,47 +216,75 @@ describe('kill -9 mid-stream', () => {
     expect(devShmEntries()).toBeLessThanOrEqual(shmBefore)
   })
 
-  it('subscriber stopped, then killed: the backlog the publisher queued for it is freed', async () => {
-    const domain = uniqueDomain('kill-stopped-sub')
+  it('subscriber stopped, then killed: what the publisher queued or kept for it is freed', async () => {
+    const domain = uniqueDomain(`kill-stopped-sub-${transport}`)
     const shmBefore = devShmEntries()
-    const [hub, pub, victim] = await Promise.all([Peer.start('hub'), Peer.start('publisher'), Peer.start('victim')])
+    const [hub, pub, victim] = await Promise.all([start('hub'), start('publisher'), start('victim')])
     const hubInfo = await hub.connect(domain)
     const pubInfo = await pub.connect(domain)
     expect([hubInfo.isHub, pubInfo.isHub, (await victim.connect(domain)).isHub]).toEqual([true, false, false])
-    const pubKey = await pub.publisher(TOPIC)
+    await hubThreadsUp([hub.pid, pub.pid, victim.pid])
+    // A small pool (16 blocks), so what the stopped subscriber pins matters (below).
+    const pubKey = await pub.publisher(TOPIC, { poolSize: SMALL_POOL })
     const baseline = await pub.counts()
+    const baselineFds = await pub.fdTargets()
 
-    // A lossy subscription with a wide window whose process stops reading: once its socket
-    // is full, the publisher queues frames, each holding a duplicate of its memfd.
+    // A lossy subscription with a wide window whose process stops reading.
     await victim.subscribe(TOPIC, { queueSize: 4096 })
     await pub.request('wait-subscribers', { key: pubKey, count: 1 })
     victim.process.kill('SIGSTOP')
     await pub.request('stream', { key: pubKey, size: SIZE, intervalMs: 1 })
-    const backlog = await pub.settleCounts((counts) => counts.memfdFds >= 100)
-    expect(backlog.memfdFds).toBeGreaterThanOrEqual(100)
+    let backlog: string
+    if (transport === 'segment') {
+      // Once its socket is full, the publisher queues frames, each holding a duplicate of its memfd.
+      const queued = await pub.settleCounts((counts) => counts.memfdFds >= 100)
+      expect(queued.memfdFds).toBeGreaterThanOrEqual(100)
+      backlog = `${queued.memfdFds} frames queued for it`
+    } else {
+      // Its ring entries are never taken, so it pins blocks of the pool; once it holds half,
+      // it is skipped (its `lost` would show it). The publisher queues nothing for it: it
+      // holds its pool and the link's ring and doorbells, whatever it publishes.
+      const deadline = Date.now() + 10_000
+      while ((await pub.request<number>('seq', { key: pubKey })) < 200 && Date.now() < deadline) await sleep(20)
+      const stalled = await pub.counts()
+      expect(stalled).toMatchObject({ memfdFds: 2, memfdMaps: 2, poolMaps: 1, ringMaps: 1, segmentFds: 0, eventFds: baseline.eventFds + 2 })
+      backlog = `nothing queued for it, ${await pub.request<number>('seq', { key: pubKey })} published`
+    }
 
     const killedAt = victim.kill()
     await pub.waitFor(() => countEvent(pub, 'subscribers', 0, killedAt) !== undefined, 'subscriber count 0')
     const drop = countEvent(pub, 'subscribers', 0, killedAt) as CountEvent
-    console.log(
-      `[kill] stopped subscriber killed (${backlog.memfdFds} frames queued for it) -> publisher sees 0 subscribers ` +
-        `after ${millis(drop.t - killedAt)} ms`,
-    )
+    console.log(`[kill] stopped subscriber killed (${backlog}) -> publisher sees 0 subscribers after ${millis(drop.t - killedAt)} ms`)
     const stopped = await pub.request<{ published: number }>('stop', { key: pubKey })
     expect(stopped.published).toBeGreaterThanOrEqual(100)
-    const settled = await pub.settleCounts(
-      (counts) => counts.memfdFds === 0 && counts.memfdMaps === 0 && counts.fds <= baseline.fds,
-    )
-    expect(settled).toMatchObject({ fds: baseline.fds, memfdFds: 0, memfdMaps: 0 })
+
+    // What it pinned came back: a subscriber (in the hub's process) now holds KEPT messages at
+    // once, which with 'pool' fit in the 16 blocks only if the victim's (up to half) did.
+    const KEPT = 16 / 2 + 1
+    const keeperKey = await hub.subscribe(TOPIC, { policy: 'wait', keep: true })
+    await pub.request('wait-subscribers', { key: pubKey, count: 1 })
+    expect(await pub.publish(pubKey, SIZE, KEPT, { lossless: true }, 20_000)).toMatchObject({ published: KEPT })
+    expect(await statsUntil(hub, keeperKey, (s) => s.received >= KEPT, 'the kept messages')).toMatchObject({
+      received: KEPT,
+      held: KEPT,
+      bad: 0,
+      lost: 0,
+    })
+    await hub.request('release-held', { key: keeperKey })
+    await hub.request('unsubscribe', { key: keeperKey })
+    await pub.waitFor(() => pub.countEvents.at(-1)?.count === 0, 'subscriber count 0')
+
+    // With 'pool', the publisher keeps its pool while it lives, and nothing else.
+    await expectSettled(pub, transport === 'pool' ? plusPool(baseline, 1, 0) : baseline, baselineFds)
     await nodesUntil(pub, [hubInfo.id, pubInfo.id])
     expect(pub.nodeErrors).toEqual([])
     expect(devShmEntries()).toBeLessThanOrEqual(shmBefore)
   })
 
   it('hub killed: data keeps flowing, losslessly, and both survivors agree on a new hub', async () => {
-    const domain = uniqueDomain('kill-hub')
+    const domain = uniqueDomain(`kill-hub-${transport}`)
     const shmBefore = devShmEntries()
-    const [hub, pub, sub] = await Promise.all([Peer.start('hub'), Peer.start('publisher'), Peer.start('subscriber')])
+    const [hub, pub, sub] = await Promise.all([start('hub'), start('publisher'), start('subscriber')])
     // The third peer connects first, so it runs the hub.
     const hubInfo = await hub.connect(domain)
     const pubInfo = await pub.connect(domain)
@@ -326,7 +399,16 @@ describe('kill -9 mid-stream', () => {
     expect(pub.nodeErrors).toEqual([])
     expect(sub.nodeErrors).toEqual([])
 
-    // With the stream stopped, neither holds a payload.
+    // With the stream stopped, neither holds a payload: with 'segment' no memfd at all; with
+    // 'pool' each holds the publisher's pool and the link's ring, and no segment.
+    const live = transport === 'pool' ? 1 : 0
+    for (const peer of [pub, sub]) {
+      const want = { memfdFds: 2 * live, memfdMaps: 2 * live, poolMaps: live, ringMaps: live, segmentFds: 0, segmentMaps: 0 }
+      const counts = await peer.settleCounts((c) => c.memfdFds === want.memfdFds && c.memfdMaps === want.memfdMaps)
+      expect(counts, peer.label).toMatchObject(want)
+    }
+    // The publisher closed, nothing of the data path stays in either.
+    await pub.request('close-publisher', { key: pubKey })
     for (const peer of [pub, sub]) {
       const counts = await peer.settleCounts((c) => c.memfdFds === 0 && c.memfdMaps === 0)
       expect(counts, peer.label).toMatchObject({ memfdFds: 0, memfdMaps: 0 })
