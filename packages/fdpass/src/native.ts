@@ -428,13 +428,35 @@ export function pollStart(
   const cb = callback as unknown as (ev: PollEvents) => void
   const handle = koffi.node.poll(fd, events, cb)
   if (handle === null) throw new NativeError('uv_poll_start', 0)
+  const close = () => {
+    openPolls.delete(close)
+    handle.close()
+  }
+  openPolls.add(close)
+  if (!exitHooked) {
+    exitHooked = true
+    process.on('exit', closeOpenPolls)
+  }
   return {
     start: (ev, next) => handle.start(ev, next as unknown as (ev: PollEvents) => void),
     stop: () => handle.stop(),
-    close: () => handle.close(),
+    close,
     ref: () => handle.ref(),
     unref: () => handle.unref(),
   }
+}
+
+// This thread's open poll handles, closed on its 'exit' event. When a thread ends through
+// process.exit() (in a worker: the thread) or an uncaught error, Node keeps dispatching libuv
+// callbacks for a moment after JavaScript is no longer allowed; a koffi poll callback then
+// aborts the whole process ("FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw"). A
+// closed handle's callback never runs; the fds stay open until the thread-exit hooks close
+// them. (worker.terminate() runs no JavaScript: an event in that window still aborts.)
+const openPolls = new Set<() => void>()
+let exitHooked = false
+
+function closeOpenPolls(): void {
+  for (const close of [...openPolls]) close()
 }
 
 // --- eventfd: the doorbell of shared-memory rings (doorbell.ts) ---------------------------
