@@ -41,6 +41,10 @@ describe('join() arguments', () => {
     await expectCode(join({ domain: domain(), reconnectGrace: -1 }), 'ERR_TOPOLOGY_INVALID_ARGUMENT')
     await expectCode(join({ domain: domain(), historyTail: 0 }), 'ERR_TOPOLOGY_INVALID_ARGUMENT')
     await expectCode(join({ domain: domain(), directory: `/tmp/${'d'.repeat(120)}` }), 'ERR_TOPOLOGY_INVALID_ARGUMENT')
+    for (const timeout of [-1, Number.NaN, '5000', null]) {
+      // biome-ignore lint/suspicious/noExplicitAny: a JavaScript caller's mistake
+      await expectCode(join({ domain: domain(), timeout: timeout as any }), 'ERR_TOPOLOGY_INVALID_ARGUMENT')
+    }
     // biome-ignore lint/suspicious/noExplicitAny: a JavaScript caller's mistake
     await expectCode(join({ domain: domain(), signal: {} as any }), 'ERR_TOPOLOGY_INVALID_ARGUMENT')
   })

@@ -3,13 +3,16 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { basename } from 'node:path'
+import { isMainThread } from 'node:worker_threads'
 import { type Authorize, type Channel, connect, type Message, type PeerCredentials } from '@ipc-pubsub/fdpass'
 import { ChangeTracker, type TopologyChange } from './changes.js'
 import { abstractRendezvous, checkDomain, directoryRendezvous, type Rendezvous } from './election.js'
 import { TopologyError } from './errors.js'
 import { type EndpointInfo, type EndpointRole, History, type Json, type NodeInfo, type NodeState, type TopologyEvent } from './history.js'
-import { Hub } from './hub.js'
-import { processIdentity } from './liveness.js'
+import type { ClaimRequest } from './hub-messages.js'
+import { createHubHost, type HubHost } from './hub-thread.js'
+import { processIdentity, processState } from './liveness.js'
+import { closeFd } from './native.js'
 import { type HubMessage, jsonObject, PROTOCOL_VERSION, parseHubMessage } from './protocol.js'
 import { decode, send } from './wire.js'
 
@@ -36,6 +39,13 @@ export interface JoinOptions {
   authorize?: Authorize
   /** Aborts the initial join. */
   signal?: AbortSignal
+  /**
+   * How long the initial join may take (ms), until synced with a hub. Past it, join() rejects
+   * with ERR_TOPOLOGY_TIMEOUT naming the pid of the hub that did not answer (a stopped
+   * process, say). 0 or Infinity: no limit. Default 5000. A joined client is not affected:
+   * it waits for its hub (or elects a new one when the hub's process dies).
+   */
+  timeout?: number
   /** After a failover, how long a new hub waits for a node that may be alive. Default 1000 ms. */
   reconnectGrace?: number
   /** Departed nodes/endpoints the hub keeps in the history (bounded tail). Default 1000. */
@@ -79,6 +89,24 @@ export interface TopologyClientEvents {
 /** Changes an async iterator may buffer before it fails with ERR_TOPOLOGY_ITERATOR_OVERFLOW. */
 const MAX_ITERATOR_BACKLOG = 65536
 const MAX_BACKOFF_MS = 50
+/** Default `timeout` of join(). */
+const DEFAULT_JOIN_TIMEOUT_MS = 5000
+/**
+ * After the hub is lost, how long the other nodes leave the election to the successor (whose
+ * hub thread is already running) before they take part themselves: its main thread may be
+ * busy, or it may have died with the hub.
+ */
+const SUCCESSOR_WAIT_MS = 250
+/**
+ * How long a node that became the successor waits before it starts its standby thread: a
+ * thread start costs tens of ms of CPU (hundreds on a loaded machine), which must not slow
+ * down the failover that made this node the successor.
+ */
+const STANDBY_DELAY_MS = 500
+/** How long an exiting thread waits for its hub threads to close their sockets. */
+const EXIT_WAIT_MS = 500
+/** A failed connect that took this long was held by someone (see #loop). */
+const HELD_MS = 5
 /** Retry period while the hub address is held by a process we do not trust. */
 const UNTRUSTED_BACKOFF_MS = 1000
 
@@ -140,7 +168,19 @@ export class TopologyClient
   readonly #tracker = new ChangeTracker()
   readonly #endpoints = new Map<string, EndpointInfo>()
   #endpointSeq = 0
-  #hub: Hub | undefined
+  // What runs (or is claiming) our hub; undefined while another process's hub serves.
+  #hubHost: HubHost | undefined
+  // The pid of the process that holds the hub address, as the kernel told us on the last connect.
+  #hubPid: number | undefined
+  // The successor's idle hub thread (see #updateStandby), and the timer that will start it.
+  #standby: HubHost | undefined
+  #standbyTimer: NodeJS.Timeout | undefined
+  // The hub (`<id>:<epoch>`) the standby watches, if armed.
+  #armedFor: string | undefined
+  // Every node id this client has had: a hub minting with one of them is ours.
+  readonly #ownIds = new Set<string>()
+  // performance.now() when a session with a hub that had welcomed us ended.
+  #hubLostAt: number | undefined
   #hubInfo: HubInfo | null = null
   // The last hub synced with (kept between hubs): 'hub' fires only when it changes.
   #lastHub: HubInfo | null = null
@@ -155,6 +195,11 @@ export class TopologyClient
   // Until the first flush after join() resolves, deliveries wait here (see class doc).
   #deferred: (() => void)[] | undefined = []
   #firstSync: { resolve: () => void; reject: (error: Error) => void } | undefined
+
+  // The open clients of this thread, stopped synchronously when the thread exits (see
+  // #onThreadExit). One 'exit' listener per thread, installed while there are any.
+  static readonly #live = new Set<TopologyClient>()
+  static #exitListener: (() => void) | undefined
 
   /** @internal Use join(). */
   constructor(token: typeof createToken, options: JoinOptions) {
@@ -196,6 +241,7 @@ export class TopologyClient
       endpoint,
       metadata: structuredClone(metadata),
     })
+    this.#ownIds.add(this.#info.id)
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
@@ -211,16 +257,27 @@ export class TopologyClient
       throw new TopologyError('ERR_TOPOLOGY_INVALID_ARGUMENT', 'signal must be an AbortSignal')
     }
     if (signal?.aborted) throw aborted(signal)
+    const timeout = options.timeout === undefined ? DEFAULT_JOIN_TIMEOUT_MS : options.timeout
+    if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0) {
+      throw new TopologyError('ERR_TOPOLOGY_INVALID_ARGUMENT', 'timeout must be a number of ms >= 0 (0 or Infinity: none)')
+    }
     const client = new TopologyClient(createToken, options)
     const synced = new Promise<void>((resolve, reject) => {
       client.#firstSync = { resolve, reject }
     })
     const onAbort = () => void client.destroy(aborted(signal as AbortSignal))
     signal?.addEventListener('abort', onAbort, { once: true })
+    // setTimeout takes at most 2^31 - 1 ms; anything longer is as good as no limit.
+    const timer =
+      timeout > 0 && timeout < 2 ** 31 ? setTimeout(() => void client.destroy(client.#timedOut(timeout)), timeout) : undefined
+    TopologyClient.#live.add(client)
+    TopologyClient.#exitListener ??= () => TopologyClient.#onThreadExit()
+    if (TopologyClient.#live.size === 1) process.on('exit', TopologyClient.#exitListener)
     client.#run = client.#loop()
     try {
       await synced
     } finally {
+      clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
     }
     setImmediate(() => client.#flushDeferred())
@@ -317,10 +374,12 @@ export class TopologyClient
   close(): Promise<void> {
     if (this.#closing) return this.#closing
     this.#stopping = true
+    const standby = this.#stopStandby()
     this.#closing = (async () => {
       const channel = this.#channel
-      if (this.#hub) {
-        await this.#hub.close(this.#info.id)
+      const thread = this.#hubHost
+      if (thread?.holding) {
+        await thread.close(this.#info.id)
         await channel?.destroy()
       } else if (channel) {
         if (this.#helloSent) this.#sendToHub({ type: 'bye' })
@@ -328,6 +387,8 @@ export class TopologyClient
       }
       this.#wake.abort()
       await this.#run
+      // A thread that was still claiming (or lost its claim) ends too.
+      await Promise.all([this.#hubHost?.destroy(), standby])
       this.#finish(undefined)
     })()
     return this.#closing
@@ -336,16 +397,25 @@ export class TopologyClient
   /** Leaves at once, without a goodbye (others see reason `exited`). Idempotent. */
   destroy(error?: Error): Promise<void> {
     this.#stopping = true
+    const standby = this.#stopStandby()
     const previous = this.#closing
     this.#closing = (async () => {
       const channel = this.#channel
-      await Promise.all([this.#hub?.destroy(this.#info.id), channel?.destroy()])
+      await Promise.all([this.#hubHost?.destroy(this.#info.id), channel?.destroy(), standby])
       this.#wake.abort()
       await this.#run
+      // A claim that was under way when destroy() began has ended with the loop.
+      await this.#hubHost?.destroy()
       await previous
       this.#finish(error)
     })()
     return this.#closing
+  }
+
+  #stopStandby(): Promise<void> | undefined {
+    clearTimeout(this.#standbyTimer)
+    this.#standbyTimer = undefined
+    return this.#takeStandby()?.destroy()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -387,20 +457,26 @@ export class TopologyClient
   async #loop(): Promise<void> {
     let backoff = 1
     while (!this.#stopping) {
-      if (this.#hub === undefined) {
+      if (this.#hubHost === undefined && this.#mayClaim()) {
         try {
-          this.#claimHub()
+          await this.#claimHub()
         } catch (error) {
+          if (this.#stopping) break
           this.#fail(error as Error)
           return
         }
+        if (this.#stopping) break
       }
       let channel: Channel
       let refusedHub = false
       const authorize = this.#authorize ?? sameUidOrRoot
+      const attemptStart = performance.now()
       try {
         channel = await connect(this.#rendezvous.address, {
           authorize: async (peer) => {
+            // SO_PEERCRED names the listener even before it accepts (a stopped hub's backlog
+            // still takes connects): the pid join()'s timeout reports.
+            this.#hubPid = peer.pid
             // A throwing authorize refuses too.
             refusedHub = true
             const ok = (await authorize(peer)) === true
@@ -425,6 +501,10 @@ export class TopologyClient
           }
           this.#emitError(untrusted)
           backoff = UNTRUSTED_BACKOFF_MS
+        } else if (performance.now() - attemptStart >= HELD_MS) {
+          // Someone held our connection and then let it go: the election winner's placeholder,
+          // whose hub thread now listens. Retry at once instead of after a grown back-off.
+          backoff = 1
         }
         // Retryable: the name is free but not yet re-bound (ECONNREFUSED), the file is gone
         // (ENOENT), the backlog is full (EAGAIN), or the hub closed before its admission
@@ -446,17 +526,171 @@ export class TopologyClient
     }
   }
 
-  #claimHub(): void {
-    const claim = this.#rendezvous.tryClaim(this.#authorize ? { authorize: this.#authorize } : {})
-    if (claim === undefined) return
-    this.#hub = new Hub(claim, {
-      id: this.#info.id,
-      epoch: monotonicMicros(),
-      history: this.#history.events(),
-      tail: this.#tail,
-      grace: this.#grace,
+  /**
+   * Takes part in the election: reserves the hub address in this thread (cheap, so only the
+   * winner starts a thread), then lets a hub thread claim it. Leaves #hubHost set only if
+   * that thread runs our hub. Throws what is fatal: the address cannot be used (directory
+   * errors) or the hub thread cannot start.
+   */
+  async #claimHub(): Promise<void> {
+    const reservation = this.#rendezvous.reserve()
+    if (reservation === undefined) return
+    const thread = this.#takeStandby() ?? this.#newHubHost()
+    this.#hubHost = thread
+    let claimed = false
+    try {
+      claimed = await thread.claim(reservation, () => this.#claimRequest())
+    } finally {
+      if (!claimed) {
+        if (this.#hubHost === thread) this.#hubHost = undefined
+        // Another process won the gap: the thread is up and idle, keep it as the standby
+        // (the next report stops it if this node is not the successor).
+        if (!this.#stopping && thread.usable && this.#standby === undefined) this.#standby = thread
+        else void thread.destroy()
+      }
+    }
+  }
+
+  #newHubHost(): HubHost {
+    return createHubHost(isMainThread, {
+      authorize: this.#authorize,
       onError: (error) => this.#emitError(error),
+      onCrash: (crashed, error) => this.#onHubThreadCrash(crashed, error),
+      onClaimed: (host) => {
+        // Our armed standby saw the hub's process die and took over: it is our hub now.
+        if (host !== this.#standby) return
+        this.#standby = undefined
+        this.#armedFor = undefined
+        if (this.#hubHost === undefined && !this.#stopping) this.#hubHost = host
+        else void host.destroy()
+      },
     })
+  }
+
+  #takeStandby(): HubHost | undefined {
+    const standby = this.#standby
+    this.#standby = undefined
+    return standby?.usable ? standby : undefined
+  }
+
+  /**
+   * The node that takes over when the hub is lost: the first live node in join order that is
+   * not the lost hub's and does not live in the hub's process (it dies with it).
+   */
+  #successor(): NodeInfo | undefined {
+    const hubId = this.#lastHub?.id
+    const hubNode = hubId === undefined ? undefined : this.#history.nodeInfo(hubId)
+    for (const id of this.#history.upNodes()) {
+      if (id === hubId) continue
+      const node = this.#history.nodeInfo(id)
+      if (node === undefined) continue
+      if (hubNode !== undefined && node.pid === hubNode.pid && node.pidNamespace === hubNode.pidNamespace) continue
+      return node
+    }
+    return undefined
+  }
+
+  /**
+   * Whether to take part in the election now. A node that never had a hub, and the
+   * successor, do at once. The others first give the successor SUCCESSOR_WAIT_MS (its hub
+   * thread is already up, so it takes over in about a millisecond, where a new thread takes
+   * 50-300 ms on a busy machine), unless its process is verifiably gone.
+   */
+  #mayClaim(): boolean {
+    if (this.#hubLostAt === undefined) return true
+    if (performance.now() - this.#hubLostAt >= SUCCESSOR_WAIT_MS) return true
+    const successor = this.#successor()
+    if (successor === undefined) return true
+    if (successor.id !== this.#info.id) return processState(successor) === 'dead'
+    // We are the successor. If our standby is armed and the hub's process died, the standby
+    // claims on its own (it saw the death first): leave it to it, only connect meanwhile.
+    const lost = this.#lastHub === null ? undefined : this.#history.nodeInfo(this.#lastHub.id)
+    return !(this.#standby?.armed === true && lost !== undefined && processState(lost) === 'dead')
+  }
+
+  /**
+   * Keeps an idle hub thread ready while this node is the successor, so that a failover does
+   * not wait for a thread to start. One idle thread per domain, none elsewhere: a node that
+   * is not the successor (or holds the hub) stops its standby. (A client in a worker thread
+   * runs its hub on its own thread: it needs none.)
+   */
+  #updateStandby(): void {
+    const wanted =
+      isMainThread &&
+      !this.#stopping &&
+      this.#hubHost === undefined &&
+      this.#hubInfo !== null &&
+      this.#successor()?.id === this.#info.id
+    if (!wanted) {
+      clearTimeout(this.#standbyTimer)
+      this.#standbyTimer = undefined
+      this.#armedFor = undefined
+      void this.#takeStandby()?.destroy()
+      return
+    }
+    if (this.#standby?.usable) {
+      this.#arm()
+      return
+    }
+    if (this.#standbyTimer !== undefined) return
+    this.#standbyTimer = setTimeout(() => {
+      this.#standbyTimer = undefined
+      if (this.#stopping || this.#hubHost !== undefined || this.#successor()?.id !== this.#info.id) return
+      this.#standby = this.#newHubHost()
+      this.#armedFor = undefined
+      this.#arm()
+    }, STANDBY_DELAY_MS)
+    this.#standbyTimer.unref()
+  }
+
+  /**
+   * Arms the standby on the current hub's process (the pid the kernel gave at connect), once
+   * per hub: the standby then claims the moment that process dies, without waiting for this
+   * thread. Not for a hub whose pid we cannot see (another pid namespace: pid 0).
+   */
+  #arm(): void {
+    const hub = this.#hubInfo
+    const pid = this.#hubPid
+    const standby = this.#standby
+    if (hub === null || hub.self || standby === undefined || pid === undefined || pid <= 0 || pid === process.pid) return
+    const key = `${hub.id}:${hub.epoch}`
+    if (this.#armedFor === key && standby.armed) return
+    this.#armedFor = key
+    standby.arm(pid, this.#claimRequest())
+  }
+
+  #claimRequest(): ClaimRequest {
+    return {
+      type: 'claim',
+      address: this.#rendezvous.address,
+      path: this.#rendezvous.path,
+      lockPath: this.#rendezvous.lockPath,
+      askAuthorize: this.#authorize !== undefined,
+      hub: {
+        id: this.#info.id,
+        epoch: monotonicMicros(),
+        history: this.#history.events(),
+        tail: this.#tail,
+        grace: this.#grace,
+      },
+    }
+  }
+
+  // Our hub thread died (a bug in it, or a resource limit): its sockets closed with it, so the
+  // others elect a new hub. Our own connection to it may not have noticed yet: drop it.
+  #onHubThreadCrash(thread: HubHost, error: TopologyError): void {
+    if (this.#standby === thread) this.#standby = undefined
+    if (this.#hubHost !== thread) return
+    this.#hubHost = undefined
+    if (this.#stopping) return
+    this.#emitError(error)
+    if (this.#hubInfo?.self) void this.#channel?.destroy()
+  }
+
+  #timedOut(timeout: number): TopologyError {
+    const pid = this.#hubPid
+    const who = pid === undefined ? `no hub answered on ${this.address}` : `the hub (pid ${pid}) did not answer`
+    return new TopologyError('ERR_TOPOLOGY_TIMEOUT', `join() timed out after ${timeout} ms: ${who}`, { hubPid: pid })
   }
 
   /** One hub connection, from hello until it closes. Resolves false after a protocol error. */
@@ -465,6 +699,12 @@ export class TopologyClient
     let clean = true
     let welcomed = false
     channel.on('message', (frame: Message) => {
+      // Once close()/destroy() began, nothing more is reported: not even this node's own
+      // node-left, which our hub thread mints and sends while our thread waits for it.
+      if (this.#stopping) {
+        for (const fd of frame.fds) closeFd(fd)
+        return
+      }
       let message: HubMessage
       try {
         message = parseHubMessage(decode(frame))
@@ -496,6 +736,7 @@ export class TopologyClient
     this.#channel = undefined
     this.#helloSent = false
     this.#hubInfo = null
+    if (welcomed) this.#hubLostAt = performance.now()
     return clean
   }
 
@@ -506,11 +747,19 @@ export class TopologyClient
         // the difference to what we reported before.
         this.#history = new History(message.history)
         const previous = this.#lastHub
-        // While we hold the claim only our own hub can answer on the address. (Its id is the
-        // one we had when we won: after a 'rejoin' it differs from ours.)
-        const self = this.#hub !== undefined
+        // A hub mints with the id its claimer had: one of ours means our own hub (after a
+        // 'rejoin' our id differs from the one we won with). This holds also before the news
+        // of an armed standby's claim has reached this thread.
+        const self = this.#ownIds.has(message.hub)
+        if (self && this.#hubHost === undefined && this.#standby !== undefined) {
+          // Our armed standby claimed, and its hub welcomed us before its own news arrived.
+          this.#hubHost = this.#standby
+          this.#standby = undefined
+          this.#armedFor = undefined
+        }
         this.#hubInfo = Object.freeze({ id: message.hub, epoch: message.epoch, self })
         this.#lastHub = this.#hubInfo
+        this.#hubLostAt = undefined
         this.#report()
         if (previous?.id !== message.hub || previous.epoch !== message.epoch) {
           const info = this.#hubInfo
@@ -541,6 +790,7 @@ export class TopologyClient
     const previous = this.#info.id
     const id = newNodeId()
     this.#info = Object.freeze({ ...this.#info, id })
+    this.#ownIds.add(id)
     const endpoints = [...this.#endpoints.values()]
     this.#endpoints.clear()
     for (const endpoint of endpoints) {
@@ -564,6 +814,7 @@ export class TopologyClient
   // ---- delivery ----
 
   #report(): void {
+    this.#updateStandby()
     for (const change of this.#tracker.update(this.#history)) {
       this.#deliver(() => {
         this.emit('event', change)
@@ -628,7 +879,37 @@ export class TopologyClient
     void this.destroy(error)
   }
 
+  /**
+   * The thread is exiting (process.exit(), an uncaught error): no later turn runs, and Node is
+   * about to tear the thread down, hub threads first. Every socket must be closed before that
+   * (hub-thread.ts says why): close ours now, stop our hubs, and wait (bounded) for hub
+   * threads to confirm. The others see our nodes leave at once ('exited').
+   */
+  static #onThreadExit(): void {
+    const deadline = Date.now() + EXIT_WAIT_MS
+    const waits: ((ms: number) => void)[] = []
+    for (const client of TopologyClient.#live) waits.push(...client.#exitNow())
+    for (const wait of waits) wait(deadline - Date.now())
+  }
+
+  #exitNow(): ((ms: number) => void)[] {
+    this.#stopping = true
+    clearTimeout(this.#standbyTimer)
+    // Aborts a connect in flight: its socket closes in the abort listener, synchronously.
+    this.#wake.abort()
+    void this.#channel?.destroy()
+    const waits: ((ms: number) => void)[] = []
+    for (const host of [this.#hubHost, this.#standby]) {
+      const wait = host?.exitNow(this.#info.id)
+      if (wait !== undefined) waits.push(wait)
+    }
+    return waits
+  }
+
   #finish(error: Error | undefined): void {
+    TopologyClient.#live.delete(this)
+    const listener = TopologyClient.#exitListener
+    if (TopologyClient.#live.size === 0 && listener !== undefined) process.off('exit', listener)
     if (this.#firstSync) {
       this.#firstSync.reject(error ?? new TopologyError('ERR_TOPOLOGY_CLOSED', 'closed before the first sync'))
       this.#firstSync = undefined

@@ -14,6 +14,17 @@ export type TopologyErrorCode =
   | 'ERR_TOPOLOGY_UNTRUSTED_HUB'
   /** The hub declared this node gone (it missed the failover grace period); it rejoins under a new id. */
   | 'ERR_TOPOLOGY_NODE_LEFT'
+  /**
+   * join() was not synced with a hub within its `timeout`. `hubPid` is the pid of the process
+   * holding the hub address that did not answer (stopped, or stuck), if one was reached.
+   */
+  | 'ERR_TOPOLOGY_TIMEOUT'
+  /**
+   * The worker thread that runs this node's hub could not start (e.g. dist/hub-worker.js is
+   * missing from a bundle), or ended unexpectedly (then emitted as 'error': the domain elects
+   * a new hub).
+   */
+  | 'ERR_TOPOLOGY_HUB_THREAD'
   /** An async iterator fell more than its bound behind the changes. */
   | 'ERR_TOPOLOGY_ITERATOR_OVERFLOW'
   /** The directory-mode lock failed with an errno: `ERR_TOPOLOGY_` + its name. */
@@ -26,17 +37,20 @@ export class TopologyError extends Error {
   readonly code: TopologyErrorCode
   readonly errno: number | undefined
   readonly syscall: string | undefined
+  /** ERR_TOPOLOGY_TIMEOUT: the pid of the hub's process that did not answer, if one was reached. */
+  readonly hubPid: number | undefined
 
   constructor(
     code: TopologyErrorCode,
     message: string,
-    options: { cause?: unknown; errno?: number; syscall?: string } = {},
+    options: { cause?: unknown; errno?: number; syscall?: string; hubPid?: number | undefined } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'TopologyError'
     this.code = code
     this.errno = options.errno
     this.syscall = options.syscall
+    this.hubPid = options.hubPid
     Object.defineProperty(this, marker, { value: true })
   }
 

@@ -60,6 +60,8 @@ export class Hub {
   // Nodes being verified after a failover: the grace timer, and the pid re-check.
   readonly #verifying = new Map<string, { grace: NodeJS.Timeout; recheck: NodeJS.Timeout | undefined }>()
   #closing: Promise<void> | undefined
+  // Aborts endpoint probes in flight when the hub stops: their sockets close with it, at once.
+  readonly #probes = new AbortController()
 
   constructor(claim: Claim, options: HubOptions) {
     this.#claim = claim
@@ -117,9 +119,11 @@ export class Hub {
       }
     }
     const previous = this.#closing
+    // Every socket closes before the first await: a thread that is exiting (no later turn
+    // runs) calls this from its 'exit' listener and relies on it (hub-thread.ts).
+    const closed = [this.#claim.server.destroy(), ...[...this.#peers].map((peer) => peer.channel.destroy())]
     this.#closing = (async () => {
-      await this.#claim.server.destroy()
-      await Promise.all([...this.#peers].map((peer) => peer.channel.destroy()))
+      await Promise.all(closed)
       await previous
       this.#claim.release()
     })()
@@ -127,6 +131,7 @@ export class Hub {
   }
 
   #stopTimers(): void {
+    this.#probes.abort()
     for (const id of [...this.#verifying.keys()]) this.#stopVerifying(id)
     for (const peer of this.#peers) clearTimeout(peer.helloTimer)
   }
@@ -305,7 +310,8 @@ export class Hub {
   async #probe(id: string, endpoint: string): Promise<void> {
     let refused = false
     try {
-      const channel = await connect(endpoint, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS), authorize: () => true })
+      const signal = AbortSignal.any([AbortSignal.timeout(PROBE_TIMEOUT_MS), this.#probes.signal])
+      const channel = await connect(endpoint, { signal, authorize: () => true })
       void channel.destroy()
     } catch (error) {
       refused =

@@ -2,10 +2,11 @@
 // message per SOCK_SEQPACKET frame, UTF-8 JSON. A message too big for a frame travels in a
 // memfd: the frame is the envelope {"type":"large","bytes":N} with that one fd attached, and
 // the fd holds the N bytes of the message's JSON at offset 0.
-import { closeSync, fstatSync, readSync } from 'node:fs'
+import { fstatSync, readSync } from 'node:fs'
 import type { Channel, Message } from '@ipc-pubsub/fdpass'
 import { Segment } from '@ipc-pubsub/shm'
 import { TopologyError } from './errors.js'
+import { closeFd } from './native.js'
 
 /** Largest message accepted through the memfd envelope (a whole history). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -73,11 +74,9 @@ export function decode(message: Message): unknown {
     }
     return parseJson(buffer)
   } finally {
-    for (const fd of fds) {
-      try {
-        closeSync(fd)
-      } catch {}
-    }
+    // close(2) itself, not fs.closeSync: in a worker thread Node warns about closing an fd
+    // that fs did not open (these came from recvmsg).
+    for (const fd of fds) closeFd(fd)
   }
 }
 

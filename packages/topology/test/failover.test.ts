@@ -1,7 +1,8 @@
 // Hub failover under kill -9: 8 nodes in one domain, the hub process is killed 20 times in a
 // row (a replacement node joins after each kill, so 8 stay alive), some nodes register and
 // remove endpoints. After each kill every survivor must agree on the same state within
-// 200 ms of the kill, measured from the children's own CLOCK_MONOTONIC stamps. At the end the
+// 200 ms of the kill, measured from the children's own CLOCK_MONOTONIC stamps (each kill
+// waits until the successor's hub thread is standing by, as it is in a settled domain). At the end the
 // change logs must hold every change exactly once, and a graceful close of every survivor
 // must give back every fd and socket. Run in abstract mode and in directory mode.
 import { mkdtempSync, rmSync, statSync, utimesSync } from 'node:fs'
@@ -11,6 +12,7 @@ import { connect } from '@ipc-pubsub/fdpass'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
   expectedKey,
+  hubThreadUp,
   type LogEntry,
   ms,
   type NodeConfig,
@@ -269,10 +271,14 @@ async function failover(directory: string | undefined): Promise<void> {
   await run.agreement('after the initial joins')
 
   for (let kill = 1; kill <= KILLS; kill++) {
-    // No child may be starting up (CPU-heavy) while the failover is measured.
+    // No child may be starting up (CPU-heavy) while the failover is measured, and the
+    // successor (the oldest survivor) has its hub thread standing by.
     await Promise.all(spares.map((spare) => spare.ready))
     const victim = run.hubMember()
     const survivors = run.alive().filter((member) => member !== victim)
+    // The successor is the first other node in the history's join order.
+    const successorId = (await victim.proc.snapshot()).nodes.find((node) => node.id !== victim.id)?.id
+    await hubThreadUp((run.members.get(successorId as string) as Member).proc.pid)
     const marks = new Map(survivors.map((member) => [member, member.proc.log.length]))
     if (directory !== undefined) {
       expect(hubFile(directory, domain), 'the hub socket file exists before the kill').toBe('fresh')

@@ -1,7 +1,7 @@
 // Shared helpers of the multi-process topology tests: spawning fixture nodes and talking to
 // them over IPC, reading their change logs, and looking at /proc.
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { NodeConfig } from './fixtures/node.ts'
@@ -62,6 +62,18 @@ export interface JoinResult {
   snapshot: Snapshot
 }
 
+/** How a `try-join` command ended (the child's own clock; `t`: hrtime ns when it settled). */
+export interface TryJoinResult {
+  ok: boolean
+  ms: number
+  t: string
+  id?: string
+  isHub?: boolean
+  code?: string | null
+  hubPid?: number | null
+  message?: string
+}
+
 export interface Counts {
   fds: number
   sockets: number
@@ -108,9 +120,13 @@ export class NodeProcess {
       onReady = resolve
     })
     let onJoined!: (value: Raw) => void
-    this.#joinedMessage = new Promise((resolve) => {
+    let onJoinFailed!: (error: Error) => void
+    this.#joinedMessage = new Promise((resolve, reject) => {
       onJoined = resolve
+      onJoinFailed = reject
     })
+    // Only joined() awaits it: a child that never joins must not be an unhandled rejection.
+    this.#joinedMessage.catch(() => {})
     this.process.on('message', (raw) => {
       const message = raw as Raw
       switch (message.type) {
@@ -139,6 +155,7 @@ export class NodeProcess {
         live.delete(this)
         resolve({ code, signal })
         const error = new Error(`${this.label} exited (${code ?? signal}); stderr: ${this.#stderr}`)
+        onJoinFailed(error)
         for (const pending of this.#pending.values()) pending.reject(error)
         this.#pending.clear()
         for (const watcher of [...this.#watchers]) watcher()
@@ -315,6 +332,41 @@ export function unixSocketsMatching(needle: string): string[] {
     .split('\n')
     .slice(1)
     .filter((line) => line.includes(needle))
+}
+
+/** The name the hub thread gives itself (src/hub-worker.ts). */
+const HUB_THREAD_NAME = 'ipc-pubsub-hub'
+
+/** How many hub threads (running a hub, or standing by) process `pid` has. */
+export function hubThreads(pid: number): number {
+  let count = 0
+  let tasks: string[]
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return 0
+  }
+  for (const task of tasks) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${task}/comm`, 'latin1').trim() === HUB_THREAD_NAME) count++
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return count
+}
+
+/**
+ * Waits until process `pid` has a hub thread: the successor of a hub (the oldest other node)
+ * keeps one standing by from the moment it becomes the successor, so that a failover does not
+ * wait for a thread to start. A failover measured before it is up measures that start.
+ */
+export async function hubThreadUp(pid: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (hubThreads(pid) === 0) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} has no hub thread after ${timeoutMs} ms`)
+    await sleep(10)
+  }
 }
 
 /** A snapshot reduced to what must agree across nodes: hub, node ids with endpoint ids. */

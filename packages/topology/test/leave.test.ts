@@ -1,10 +1,11 @@
 // A node that leaves is seen as node-down by every other node within 100 ms, with the reason
 // that says how it left: 'closed' for close(), 'exited' when a non-hub's connection just ends
-// (process.exit, kill -9, destroy(), the hub's own destroy() too), 'died' when the hub's
-// process is gone (the new hub finds its pid dead). Measured from the observers' own CLOCK_MONOTONIC stamps against the time the
+// (process.exit, kill -9, destroy(), the hub's own destroy() and process.exit() too: the hub
+// thread mints it before it goes), 'died' when the hub's process is gone (the new hub finds
+// its pid dead). Measured from the observers' own CLOCK_MONOTONIC stamps against the time the
 // leaver took just before leaving (or the parent took just before the kill).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { agreed, ms, type NodeProcess, spawnNode, stopAll, uniqueDomain } from './helpers.ts'
+import { agreed, hubThreadUp, ms, type NodeProcess, spawnNode, stopAll, uniqueDomain } from './helpers.ts'
 
 const OBSERVERS = 3
 /** The issue's bound: leave -> node-down everywhere. */
@@ -19,7 +20,9 @@ const cases: { role: Role; how: How; reason: string }[] = [
   { role: 'non-hub', how: 'kill', reason: 'exited' },
   { role: 'non-hub', how: 'destroy', reason: 'exited' },
   { role: 'hub', how: 'close', reason: 'closed' },
-  { role: 'hub', how: 'exit', reason: 'died' },
+  // process.exit() of the hub's process: its client stops the hub thread on 'exit', and the
+  // hub mints the node-left ('exited') before it goes, as for destroy().
+  { role: 'hub', how: 'exit', reason: 'exited' },
   { role: 'hub', how: 'kill', reason: 'died' },
   // destroy() of the hub's own node: the hub hands its node-left ('exited') to the kernel
   // before it goes, so nobody waits out a grace period for a process that is alive.
@@ -73,6 +76,8 @@ describe('leaving is seen at once, with its reason', () => {
     const before = await leaver.snapshot()
     expect(before.isHub).toBe(role === 'hub')
     expect(before.nodes).toHaveLength(OBSERVERS + 1)
+    // The successor (the first observer) has its hub thread standing by before the hub goes.
+    if (role === 'hub') await hubThreadUp((observers[0] as NodeProcess).pid)
 
     let left: bigint
     switch (how) {
