@@ -107,10 +107,11 @@ describe('a worker thread that ends closes every fd fdpass and shm opened in it'
     // here, so only our hooks close the /dev/null fds the worker opens.
     const worker = startWorker('thread', { mode: 'churn' }, { trackUnmanagedFds: false })
     const exited = once(worker, 'exit')
-    const { kept, cancelled, crossPackage } = (await nextFromWorker(worker, 'churned')) as unknown as {
+    const { kept, cancelled, crossPackage, crossPackageRegistered } = (await nextFromWorker(worker, 'churned')) as unknown as {
       kept: number[]
       cancelled: number
       crossPackage: number
+      crossPackageRegistered: boolean
     }
     const [code] = await exited
     expect(code).toBe(0)
@@ -118,10 +119,13 @@ describe('a worker thread that ends closes every fd fdpass and shm opened in it'
     for (const fd of kept) expect(isOpen(fd) && readlinkSync(`/proc/self/fd/${fd}`) === '/dev/null').toBe(false)
     expect(readlinkSync(`/proc/self/fd/${cancelled}`)).toBe('/dev/null')
     closeSync(cancelled)
-    // The segment fd whose registration (made by shm) was cancelled through fdpass stays open
-    // too; its mapping died with the worker's heap, so the fd is ours to close now.
-    expect(readlinkSync(`/proc/self/fd/${crossPackage}`)).toMatch(/^\/memfd:ipc-pubsub/)
-    closeSync(crossPackage)
+    // The segment fd whose registration (made by shm) was cancelled through fdpass: the shared
+    // registry no longer lists it. Whether it is still open after the worker ended depends on
+    // the Node version (seen here: open on Node 20, closed on 22 and 24, where the Segment
+    // that owns it goes with the worker's heap; cause not pinned down). Left open, it is ours
+    // to close now.
+    expect(crossPackageRegistered).toBe(false)
+    if (isOpen(crossPackage) && readlinkSync(`/proc/self/fd/${crossPackage}`).startsWith('/memfd:ipc-pubsub')) closeSync(crossPackage)
     expect(await settleFdCount(baseline)).toBe(baseline)
   })
 
