@@ -28,7 +28,7 @@ import { Hub } from './hub.js'
 import { type ClaimRequest, type FromHubThread, reviveError, type ToHubThread } from './hub-messages.js'
 
 /** How long destroy() waits for the hub to cut its connections before terminating the thread. */
-const DESTROY_WAIT_MS = 1000
+const DESTROY_WAIT_MS = 5000
 /** How long close() waits for the hub's hand-over (it drains at most 1 s) before terminating. */
 const CLOSE_WAIT_MS = 5000
 
@@ -234,15 +234,10 @@ export class HubThread implements HubHost {
     if (this.#state === 'ended') return this.#exited
     this.#state = 'stopping'
     this.#worker.ref()
-    if (this.#claimed || this.#everArmed) {
-      // A destroy() after a close() reaches the hub too: it cuts the drain short.
-      this.#post({ type: how, leaving })
-      this.#terminateBy(Date.now() + waitMs)
-    } else {
-      // Never claimed nor armed: the thread has no socket or poll handle, Node may tear it
-      // down as it is.
-      void this.#worker.terminate()
-    }
+    // The thread stops its hub (a destroy() after a close() cuts the drain short) and then
+    // exits by itself (hub-worker.ts): terminate() is only the last resort for a stuck one.
+    this.#post({ type: how, leaving })
+    this.#terminateBy(Date.now() + waitMs)
     return this.#exited
   }
 
@@ -289,8 +284,7 @@ export class HubThread implements HubHost {
         void this.#authorize(message.seq, message.peer)
         return
       case 'closed':
-        // Every socket of the thread is closed: ending it now is safe.
-        void this.#worker.terminate()
+        // Every socket of the thread is closed; it exits by itself next (see #stop).
         return
     }
   }

@@ -140,6 +140,11 @@ async function stop(how: 'close' | 'destroy', leaving: string | undefined): Prom
     Atomics.store(stopped, 0, 1)
     Atomics.notify(stopped, 0)
     post({ type: 'closed' })
+    // The thread ends itself: process.exit() in a worker runs its 'exit' listeners, where
+    // fdpass closes every poll handle left, so no koffi callback can call into JavaScript
+    // while Node stops the thread (a terminate() from outside could land in that window and
+    // abort the process). setImmediate: the 'closed' message goes out first.
+    setImmediate(() => process.exit(0))
   }
 }
 
